@@ -1,0 +1,1 @@
+"""orderbridge services: thin I/O and wiring around ``shared`` (one package each)."""

@@ -1,0 +1,50 @@
+"""The ``orderbridge`` command: one subcommand per service, plus tools.
+
+Each service package contributes its subcommand through a ``register``
+function in its ``cli`` module (imports stay light; the service's composition
+root is imported only when its subcommand runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules exposing ``register(subparsers)``, one per line; order is the order of ``--help``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "services.ingress.cli",
+    "services.consumers.cli",
+    "services.simulators.cli",
+)
+
+
+def _schema(_: argparse.Namespace) -> int:
+    from shared.schema.export import render
+
+    sys.stdout.write(render().decode())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orderbridge",
+        description="Tradecloud and Apicbase orders into your ERP: exactly once, in order.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
+    schema = commands.add_parser("schema", help="print the canonical event JSON Schema")
+    schema.set_defaults(func=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""orderbridge's shared library: schema, normalizers, broker, state, clients, settings."""

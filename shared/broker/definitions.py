@@ -1,0 +1,48 @@
+"""Render ``deploy/rabbitmq/definitions.json`` from the code's topology.
+
+    python -m shared.broker.definitions          # rewrite the file
+    python -m shared.broker.definitions --check  # exit 1 when it differs from the code
+
+RabbitMQ loads the file at boot in the compose deployment, so the broker has
+the exchanges and the archive stream before any service connects; services
+still declare them (idempotently) for deployments without the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shared.broker.topology import core_topology, to_definitions
+
+DEFINITIONS_PATH = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
+
+
+def definitions() -> dict[str, Any]:
+    return to_definitions(core_topology())
+
+
+def render() -> bytes:
+    return orjson.dumps(definitions(), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def main(argv: list[str]) -> int:
+    if "--check" in argv:
+        if not DEFINITIONS_PATH.exists() or DEFINITIONS_PATH.read_bytes() != render():
+            print(
+                f"{DEFINITIONS_PATH} is stale: run python -m shared.broker.definitions",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    DEFINITIONS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DEFINITIONS_PATH.write_bytes(render())
+    print(f"wrote {DEFINITIONS_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

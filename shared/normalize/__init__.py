@@ -1,0 +1,1 @@
+"""Pure normalizers: upstream document → ``CanonicalEvent`` (no I/O, no clock)."""

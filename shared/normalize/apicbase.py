@@ -1,0 +1,127 @@
+"""Apicbase supplier purchase orders → canonical events.
+
+Pure: no I/O, no clock, no logging. The webhook body and an item of the
+supplier order list have the same shape (seed 004, api-facts §5.3): prices are
+strings, ``quantity_ordered`` an integer, dates in no documented format.
+
+An Apicbase order is immutable once ``ORDERED`` and has no version, so its
+idempotency key is a hash of the normalized order: the same order arriving by
+webhook and by the API (which adds bookkeeping fields such as
+``fetched_by_supplier``) gets the same key and one ERP effect.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from shared import keys
+from shared.normalize.fields import (
+    as_required_obj,
+    decimal,
+    obj,
+    required_array,
+    required_text,
+    text,
+    timestamp,
+)
+from shared.schema.models import CanonicalEvent, EchoInfo, Order, Prices, Timestamp
+
+# Apicbase status -> (process_status, logistics_status). Unknown statuses pass through.
+STATUS_MAP: Final[dict[str, tuple[str, str | None]]] = {
+    "ORDERED": ("Issued", "Open"),
+    "DELIVERED": ("Issued", "Delivered"),
+}
+
+
+def normalize_purchase_order(
+    document: Any, *, received_at: datetime, channel: Literal["webhook", "api"]
+) -> CanonicalEvent:
+    """A purchase order from the signed webhook (``webhook``) or the list endpoint (``api``)."""
+    root = as_required_obj(document, "body")
+    document_id = required_text(root, "id", "")
+    packages = required_array(root, "packages", "")
+    expected = timestamp(root, "expected_delivery_date", "")
+    owner = obj(root, "owned_by", "")
+    order = Order.model_validate(
+        {
+            "purchase_order_number": text(root, "order_number", ""),
+            "buyer": {
+                "account_number": text(root, "supplier_customer_number", ""),
+                "contact": text(owner, "username", "owned_by"),
+            },
+            "remarks": text(root, "order_remarks", ""),
+            "ordered_on": timestamp(root, "ordered_on", ""),
+            "expected_delivery_date": expected,
+            "total_amount": decimal(root, "theoretical_price", ""),
+            "lines": [_line(package, i, expected) for i, package in enumerate(packages)],
+            "lines_complete": True,
+        }
+    )
+    status = text(root, "status", "")
+    process_status, logistics_status = STATUS_MAP.get(status or "", (status, None))
+    key = keys.idempotency_key("apicbase", "order", document_id, None, keys.fingerprint(order))
+    return CanonicalEvent.model_validate(
+        {
+            "event_id": keys.event_id(key, channel, None, None),
+            "idempotency_key": key,
+            "source": "apicbase",
+            "channel": channel,
+            "kind": "order",
+            "document_id": document_id,
+            "document_number": order.purchase_order_number,
+            "process_status": process_status,
+            "logistics_status": logistics_status,
+            "last_updated_at": order.ordered_on,
+            "received_at": keys.require_aware(received_at),
+            "echo": EchoInfo(),
+            "order": order,
+            "raw": document,
+        }
+    )
+
+
+def _line(value: Any, index: int, expected: Timestamp | None) -> dict[str, Any]:
+    path = f"packages[{index}]"
+    package = as_required_obj(value, path)
+    stock_item = obj(package, "stock_item", path)
+    supplier_package = obj(package, "supplier_package", path)
+    unit_price = decimal(
+        supplier_package, "theoretical_price_per_package", f"{path}.supplier_package"
+    )
+    prices: Prices | None = None
+    if unit_price is not None:
+        prices = {
+            "gross": None,
+            "net": {"transaction": {"value": unit_price, "currency": None}, "base": None},
+            "discount_percentage": None,
+            "unit_of_measure": None,
+            "unit_quantity": None,
+        }
+    return {
+        # Apicbase packages have no position; the 1-based index stands in for one.
+        "position": str(index + 1),
+        "line_type": "Item",
+        "item": {
+            "number": text(supplier_package, "supplier_article_number", f"{path}.supplier_package"),
+            "revision": None,
+            "name": text(stock_item, "name", f"{path}.stock_item"),
+            "supplier_item_number": None,
+            "purchase_unit_of_measure": None,
+        },
+        "delivery_schedule": [
+            {
+                "position": None,
+                "date": expected,
+                "quantity": decimal(package, "quantity_ordered", path),
+                "status": None,
+                "etd": None,
+                "eta": None,
+            }
+        ],
+        "prices": prices,
+        "total_amount": decimal(package, "total_theoretical_price", path),
+        "process_status": "Issued",
+        "logistics_status": "Open",
+        "changed": True,
+    }

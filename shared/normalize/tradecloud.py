@@ -1,0 +1,709 @@
+"""Tradecloud API v2 documents → canonical events.
+
+Pure functions: no I/O, no clock reads, no logging. Each takes the decoded
+document (``shared.schema.codec.loads_exact``: numbers as exact decimals) and
+``received_at`` from the caller, and returns one ``CanonicalEvent`` or raises
+``InvalidPayload`` naming the field path.
+
+Shapes handled (api-facts §1, §2.4, §3):
+
+* order webhook body ``{eventName, orderEvent | singleDeliveryOrderEvent |
+  simpleOrderEvent | orderDocumentsEvent, meta?}``: only the touched lines, each
+  marked ``changed``; ``meta`` read at the top level or inside the event;
+* polled order and GET order (``id`` instead of ``orderId``, all lines, both
+  delivery-schedule and single-delivery flavours); lines changed after the poll
+  cursor are marked ``changed``;
+* shipment webhook body ``{eventName, shipment, meta?}`` and polled / GET
+  shipment (all lines; changed lines are those stamped with the shipment's
+  ``meta.lastUpdatedAt``, or after the poll cursor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from shared import keys
+from shared.errors import InvalidPayload
+from shared.normalize import echo
+from shared.normalize.fields import (
+    EMPTY,
+    JsonObject,
+    Path,
+    after,
+    array,
+    as_required_obj,
+    as_text,
+    boolean,
+    decimal,
+    integer,
+    maybe_obj,
+    nonempty_text,
+    obj,
+    parse_timestamp,
+    required_array,
+    required_text,
+    text,
+    timestamp,
+)
+from shared.schema.models import (
+    CanonicalEvent,
+    Channel,
+    DocumentRef,
+    EchoInfo,
+    EchoPolicy,
+    Item,
+    Kind,
+    Location,
+    Money,
+    Order,
+    Price,
+    Prices,
+    Role,
+    ScheduleEntry,
+    Shipment,
+    Timestamp,
+)
+
+ORDER_EVENT_FIELDS: Final = (
+    "orderEvent",
+    "singleDeliveryOrderEvent",
+    "simpleOrderEvent",  # the name of singleDeliveryOrderEvent before April 2024
+    "orderDocumentsEvent",
+)
+SHIPMENT_EVENT_FIELDS: Final = ("shipment", "shipmentEvent")  # shipmentEvent: a 2023 doc slip
+
+ChangedRule = Callable[[Timestamp | None], bool | None]
+"""Decides a line's ``changed`` flag from its ``lastUpdatedAt``."""
+
+
+# ---------------------------------------------------------------- orders
+
+
+def normalize_order_webhook(
+    body: Any,
+    *,
+    received_at: datetime,
+    role: Role | None = None,
+    echo_policy: EchoPolicy = "off",
+) -> CanonicalEvent:
+    """POST/PUT order webhook body (delta: only the lines the event touched)."""
+    root = as_required_obj(body, "body")
+    event_name = text(root, "eventName", "")
+    field = next((name for name in ORDER_EVENT_FIELDS if root.get(name) is not None), None)
+    if field is None:
+        raise InvalidPayload(
+            "orderEvent",
+            "missing: the body needs one of orderEvent, singleDeliveryOrderEvent, "
+            "simpleOrderEvent or orderDocumentsEvent",
+        )
+    event = as_required_obj(root[field], field)
+    meta = maybe_obj(root, "meta", "") or maybe_obj(event, "meta", field)
+    document_id = required_text(event, "orderId", field)
+    kind: Kind
+    if field == "orderDocumentsEvent":
+        order, kind = _documents_order(event, field), "order_documents"
+    else:
+        lines = required_array(event, "lines", field)
+        order = _order(
+            event,
+            field,
+            lines,
+            complete=False,
+            changed=lambda _: True,
+            role=role,
+            echo_policy=echo_policy,
+        )
+        kind = "order"
+    return _event(
+        channel="webhook",
+        kind=kind,
+        event_name=event_name,
+        document_id=document_id,
+        header=event,
+        path=field,
+        meta=meta,
+        order=order,
+        raw=body,
+        received_at=received_at,
+        role=role,
+        echo_policy=echo_policy,
+    )
+
+
+def normalize_polled_order(
+    document: Any,
+    *,
+    received_at: datetime,
+    since: str | None = None,
+    role: Role | None = None,
+    echo_policy: EchoPolicy = "off",
+    channel: Channel = "poll",
+) -> CanonicalEvent:
+    """One order of a poll page (current state, all lines).
+
+    ``since`` is the ``lastUpdatedAfter`` the page was polled with: lines
+    updated after it are marked ``changed``. Without it ``changed`` stays null.
+    """
+    root = as_required_obj(document, "order")
+    document_id = required_text(root, "id" if "id" in root else "orderId", "order")
+    lines = required_array(root, "lines", "order")
+    cursor = parse_timestamp(since) if since else None
+    order = _order(
+        root,
+        "order",
+        lines,
+        complete=True,
+        changed=lambda stamp: after(stamp, cursor),
+        role=role,
+        echo_policy=echo_policy,
+    )
+    return _event(
+        channel=channel,
+        kind="order",
+        event_name=None,
+        document_id=document_id,
+        header=root,
+        path="order",
+        meta=maybe_obj(root, "meta", "order"),
+        order=order,
+        raw=document,
+        received_at=received_at,
+        role=role,
+        echo_policy=echo_policy,
+    )
+
+
+def normalize_fetched_order(
+    document: Any,
+    *,
+    received_at: datetime,
+    role: Role | None = None,
+    echo_policy: EchoPolicy = "off",
+) -> CanonicalEvent:
+    """The order fetched with ``GET /v2/order/{id}`` after a legacy GET webhook.
+
+    Published on the webhook channel with no event name: the GET call told us
+    only that *something* changed.
+    """
+    return normalize_polled_order(
+        document, received_at=received_at, role=role, echo_policy=echo_policy, channel="webhook"
+    )
+
+
+def _order(
+    header: JsonObject,
+    path: Path,
+    lines: Sequence[Any],
+    *,
+    complete: bool,
+    changed: ChangedRule,
+    role: Role | None,
+    echo_policy: EchoPolicy,
+) -> Order:
+    bp, sp = (path, "buyerOrder"), (path, "supplierOrder")
+    buyer_order = obj(header, "buyerOrder", path)
+    supplier_order = obj(header, "supplierOrder", path)
+    supplier_account = buyer_order.get("supplierAccountNumber", header.get("supplierAccountNumber"))
+    return Order.model_validate(
+        {
+            "purchase_order_number": _po_number(header, buyer_order, path),
+            "order_type": text(buyer_order, "orderType", bp),
+            "description": text(buyer_order, "description", bp),
+            "buyer": {
+                "company_id": text(buyer_order, "companyId", bp),
+                "account_number": text(supplier_order, "buyerAccountNumber", sp),
+                "contact": _contact(buyer_order, bp),
+            },
+            "supplier": {
+                "company_id": text(supplier_order, "companyId", sp),
+                "account_number": as_text(supplier_account, (bp, "supplierAccountNumber")),
+                "description": text(supplier_order, "description", sp),
+                "contact": _contact(supplier_order, sp),
+            },
+            "delivery_overdue": boolean(
+                obj(header, "indicators", path), "deliveryOverdue", (path, "indicators")
+            ),
+            "lines": [
+                _line(line, ((path, "lines"), i), changed, role, echo_policy)
+                for i, line in enumerate(lines)
+            ],
+            "lines_complete": complete,
+            "documents": _order_documents(buyer_order, supplier_order, path),
+        }
+    )
+
+
+def _line(
+    raw: Any, path: Path, changed: ChangedRule, role: Role | None, echo_policy: EchoPolicy
+) -> dict[str, Any]:
+    line = as_required_obj(raw, path)
+    bp = (path, "buyerLine")
+    buyer_line = obj(line, "buyerLine", path)
+    supplier_line = obj(line, "supplierLine", path)
+    status = obj(line, "status", path)
+    status_line = maybe_obj(line, "statusLine", path)
+
+    # Without an open request the *IncludingRequests values equal the plain ones;
+    # comparing the raw dicts (in C) spares normalizing them twice.
+    if status_line is not None:  # single-delivery flavour
+        sl = (path, "statusLine")
+        schedule = _single(status_line, "scheduledDelivery", sl)
+        including = (
+            schedule
+            if status_line.get("scheduledDeliveryInclRequests")
+            == status_line.get("scheduledDelivery")
+            else _single(status_line, "scheduledDeliveryInclRequests", sl)
+        )
+        prices = _prices(status_line, "prices", sl)
+        prices_including = (
+            prices
+            if status_line.get("pricesInclRequests") == status_line.get("prices")
+            else _prices(status_line, "pricesInclRequests", sl)
+        )
+    else:
+        schedule = _schedule(line, "deliverySchedule", path)
+        including = (
+            schedule
+            if line.get("deliveryScheduleIncludingRequests") == line.get("deliverySchedule")
+            else _schedule(line, "deliveryScheduleIncludingRequests", path)
+        )
+        prices = _prices(line, "prices", path)
+        prices_including = (
+            prices
+            if line.get("pricesIncludingRequests") == line.get("prices")
+            else _prices(line, "pricesIncludingRequests", path)
+        )
+    if schedule is None:  # fall back to what the buyer issued
+        schedule = _schedule(buyer_line, "deliverySchedule", bp)
+        if schedule is None:
+            schedule = _single(buyer_line, "scheduledDelivery", bp)
+    if prices is None:
+        prices = _prices(buyer_line, "prices", bp)
+
+    last_updated = timestamp(line, "lastUpdatedAt", path)
+    process_status = text(status, "processStatus", (path, "status"))
+    in_progress = text(status, "inProgressStatus", (path, "status"))
+    return {
+        "line_id": text(line, "id", path),
+        "position": nonempty_text(buyer_line, "position", bp),
+        "original_position": nonempty_text(buyer_line, "originalPosition", bp),
+        "line_type": text(line, "lineType", path),
+        "description": text(buyer_line, "description", bp),
+        "item": _item(obj(buyer_line, "item", bp), (bp, "item")),
+        "delivery_schedule": schedule or [],
+        "delivery_schedule_including_requests": including,
+        "prices": prices,
+        "prices_including_requests": prices_including,
+        "process_status": process_status,
+        "in_progress_status": in_progress,
+        "logistics_status": text(status, "logisticsStatus", (path, "status")),
+        "sales_order_number": text(supplier_line, "salesOrderNumber", (path, "supplierLine")),
+        "sales_order_position": text(supplier_line, "salesOrderPosition", (path, "supplierLine")),
+        "last_updated_at": last_updated,
+        "changed": changed(last_updated),
+        "echo": echo.is_echo(role, echo_policy, process_status, in_progress),
+    }
+
+
+def _item(item: JsonObject, path: Path) -> Item:
+    return {
+        "number": text(item, "number", path),
+        "revision": text(item, "revision", path),
+        "name": text(item, "name", path),
+        "supplier_item_number": text(item, "supplierItemNumber", path),
+        "purchase_unit_of_measure": text(item, "purchaseUnitOfMeasureIso", path),
+    }
+
+
+def _schedule(container: JsonObject, key: str, path: Path) -> list[ScheduleEntry] | None:
+    entries = array(container, key, path)
+    if entries is None:
+        return None
+    return [_entry(entry, ((path, key), i)) for i, entry in enumerate(entries)]
+
+
+def _single(container: JsonObject, key: str, path: Path) -> list[ScheduleEntry] | None:
+    value = container.get(key)
+    return None if value is None else [_entry(value, (path, key))]
+
+
+def _entry(value: Any, path: Path) -> ScheduleEntry:
+    entry = as_required_obj(value, path)
+    return {
+        "position": nonempty_text(entry, "position", path),
+        "date": timestamp(entry, "date", path),
+        "quantity": decimal(entry, "quantity", path),
+        "status": text(entry, "status", path),
+        "etd": timestamp(entry, "etd", path),
+        "eta": timestamp(entry, "eta", path),
+    }
+
+
+def _prices(container: JsonObject, key: str, path: Path) -> Prices | None:
+    prices = maybe_obj(container, key, path)
+    if prices is None:
+        return None
+    pp = (path, key)
+    return {
+        "gross": _price(prices, "grossPrice", pp),
+        "net": _price(prices, "netPrice", pp),
+        "discount_percentage": decimal(prices, "discountPercentage", pp),
+        "unit_of_measure": text(prices, "priceUnitOfMeasureIso", pp),
+        "unit_quantity": decimal(prices, "priceUnitQuantity", pp),
+    }
+
+
+def _price(container: JsonObject, key: str, path: Path) -> Price | None:
+    price = maybe_obj(container, key, path)
+    if price is None:
+        return None
+    pp = (path, key)
+    return {
+        "transaction": _money(price, "priceInTransactionCurrency", pp),
+        "base": _money(price, "priceInBaseCurrency", pp),
+    }
+
+
+def _money(container: JsonObject, key: str, path: Path) -> Money | None:
+    money = maybe_obj(container, key, path)
+    if money is None:
+        return None
+    mp = (path, key)
+    amount = decimal(money, "value", mp)
+    if amount is None:
+        return None
+    return {"value": amount, "currency": text(money, "currencyIso", mp)}
+
+
+def _po_number(header: JsonObject, buyer_order: JsonObject, path: Path) -> str | None:
+    number = buyer_order.get("purchaseOrderNumber", header.get("purchaseOrderNumber"))
+    return as_text(number, ((path, "buyerOrder"), "purchaseOrderNumber"))
+
+
+def _contact(party: JsonObject, path: Path) -> str | None:
+    """A contact as one string (email, else user id); the full object stays in raw."""
+    contact = party.get("contact")
+    if contact is None or isinstance(contact, str):
+        return contact
+    found = as_required_obj(contact, (path, "contact"))
+    return as_text(found.get("email") or found.get("userId"), ((path, "contact"), "email"))
+
+
+# ------------------------------------------------------- order documents
+
+
+def _documents_order(event: JsonObject, path: Path) -> Order:
+    buyer_order = obj(event, "buyerOrder", path)
+    supplier_order = obj(event, "supplierOrder", path)
+    documents = _order_documents(buyer_order, supplier_order, path)
+    for i, raw in enumerate(array(event, "lines", path) or ()):
+        lp = ((path, "lines"), i)
+        line = as_required_obj(raw, lp)
+        buyer_line = obj(line, "buyerLine", lp)
+        position = nonempty_text(buyer_line, "position", (lp, "buyerLine"))
+        documents += _documents(buyer_line, (lp, "buyerLine"), "buyer", position)
+        documents += _documents(
+            obj(line, "supplierLine", lp), (lp, "supplierLine"), "supplier", position
+        )
+    return Order.model_validate(
+        {
+            "purchase_order_number": _po_number(event, buyer_order, path),
+            "buyer": {"company_id": text(buyer_order, "companyId", (path, "buyerOrder"))},
+            "supplier": {"company_id": text(supplier_order, "companyId", (path, "supplierOrder"))},
+            "lines_complete": False,
+            "documents": documents,
+        }
+    )
+
+
+def _order_documents(
+    buyer_order: JsonObject, supplier_order: JsonObject, path: Path
+) -> list[DocumentRef]:
+    return _documents(buyer_order, (path, "buyerOrder"), "buyer", None) + _documents(
+        supplier_order, (path, "supplierOrder"), "supplier", None
+    )
+
+
+def _documents(
+    party: JsonObject, path: Path, owner: Literal["buyer", "supplier"], line_position: str | None
+) -> list[DocumentRef]:
+    result: list[DocumentRef] = []
+    for i, raw in enumerate(array(party, "documents", path) or ()):
+        dp = ((path, "documents"), i)
+        doc = as_required_obj(raw, dp)
+        result.append(
+            {
+                "owner": owner,
+                "line_position": line_position,
+                "object_id": text(doc, "objectId", dp),
+                "url": text(doc, "url", dp),
+                "name": text(doc, "name", dp),
+                "description": text(doc, "description", dp),
+                "type": text(doc, "type", dp),
+                "code": text(doc, "code", dp),
+                "revision": text(doc, "revision", dp),
+            }
+        )
+    return result
+
+
+# ------------------------------------------------------------- shipments
+
+
+def normalize_shipment_webhook(body: Any, *, received_at: datetime) -> CanonicalEvent:
+    """POST/PUT shipment webhook body: the whole current shipment.
+
+    Changed lines are those stamped with the shipment's own ``meta.lastUpdatedAt``.
+    """
+    root = as_required_obj(body, "body")
+    event_name = text(root, "eventName", "")
+    field = next((name for name in SHIPMENT_EVENT_FIELDS if root.get(name) is not None), None)
+    if field is None:
+        raise InvalidPayload("shipment", "missing: the body needs a shipment object")
+    shipment = as_required_obj(root[field], field)
+    stamp = _shipment_stamp(shipment, field)
+
+    def changed(line_stamp: Timestamp | None) -> bool | None:
+        if line_stamp is None or stamp is None:
+            return None
+        return line_stamp["text"] == stamp["text"]
+
+    return _shipment_event(
+        shipment,
+        field,
+        channel="webhook",
+        event_name=event_name,
+        meta=maybe_obj(root, "meta", ""),
+        changed=changed,
+        raw=body,
+        received_at=received_at,
+    )
+
+
+def normalize_polled_shipment(
+    document: Any, *, received_at: datetime, since: str | None = None, channel: Channel = "poll"
+) -> CanonicalEvent:
+    """One shipment of a shipment poll page; lines stamped after ``since`` are ``changed``."""
+    root = as_required_obj(document, "shipment")
+    cursor = parse_timestamp(since) if since else None
+    return _shipment_event(
+        root,
+        "shipment",
+        channel=channel,
+        event_name=None,
+        meta=None,
+        changed=lambda stamp: after(stamp, cursor),
+        raw=document,
+        received_at=received_at,
+    )
+
+
+def normalize_fetched_shipment(document: Any, *, received_at: datetime) -> CanonicalEvent:
+    """The shipment fetched with ``GET /v2/shipment/{id}`` after a legacy GET webhook."""
+    return normalize_polled_shipment(document, received_at=received_at, channel="webhook")
+
+
+def _shipment_stamp(shipment: JsonObject, path: Path) -> Timestamp | None:
+    return timestamp(obj(shipment, "meta", path), "lastUpdatedAt", (path, "meta"))
+
+
+def _shipment_event(
+    shipment: JsonObject,
+    path: Path,
+    *,
+    channel: Channel,
+    event_name: str | None,
+    meta: JsonObject | None,
+    changed: ChangedRule,
+    raw: Any,
+    received_at: datetime,
+) -> CanonicalEvent:
+    document_id = required_text(shipment, "id", path)
+    sp, bp = (path, "supplierShipment"), (path, "buyerShipment")
+    supplier = obj(shipment, "supplierShipment", path)
+    buyer = obj(shipment, "buyerShipment", path)
+    identifiers = obj(shipment, "identifiers", path)
+    lines: list[dict[str, Any]] = []
+    for c, carrier_raw in enumerate(array(shipment, "loadCarriers", path) or ()):
+        cp = ((path, "loadCarriers"), c)
+        carrier = as_required_obj(carrier_raw, cp)
+        label = text(carrier, "containerNumber", cp) or text(carrier, "packageSSCC", cp)
+        for i, line in enumerate(array(carrier, "lines", cp) or ()):
+            lines.append(_shipment_line(line, ((cp, "lines"), i), label, changed))
+    for i, line in enumerate(array(shipment, "lines", path) or ()):
+        lines.append(_shipment_line(line, ((path, "lines"), i), None, changed))
+    model = Shipment.model_validate(
+        {
+            "shipment_number": text(supplier, "shipmentNumber", sp),
+            "transport_mode": text(shipment, "transportMode", path),
+            "supplier": {
+                "company_id": text(supplier, "companyId", sp),
+                "account_number": text(buyer, "supplierAccountNumber", bp),
+            },
+            "buyer": {
+                "company_id": text(buyer, "companyId", bp),
+                "account_number": text(supplier, "buyerAccountNumber", sp),
+            },
+            "identifiers": {
+                key: value
+                for key in identifiers
+                if (value := text(identifiers, key, (path, "identifiers"))) is not None
+            },
+            "invoice_numbers": [
+                as_text(number, ((sp, "invoiceNumbers"), i)) or ""
+                for i, number in enumerate(array(supplier, "invoiceNumbers", sp) or ())
+            ],
+            "process_status_reason": text(
+                obj(shipment, "status", path), "processStatusReason", (path, "status")
+            ),
+            "locations": _locations(shipment, path),
+            "lines": lines,
+            "documents": _documents(supplier, sp, "supplier", None)
+            + _documents(buyer, bp, "buyer", None),
+        }
+    )
+    return _event(
+        channel=channel,
+        kind="shipment",
+        event_name=event_name,
+        document_id=document_id,
+        header=shipment,
+        path=path,
+        meta=meta,
+        shipment=model,
+        raw=raw,
+        received_at=received_at,
+        document_number=model.shipment_number,
+        last_updated_at=_shipment_stamp(shipment, path),
+    )
+
+
+def _shipment_line(
+    raw: Any, path: Path, carrier: str | None, changed: ChangedRule
+) -> dict[str, Any]:
+    line = as_required_obj(raw, path)
+    item = obj(line, "item", path)
+    ip = (path, "item")
+    # Received shipments nest despatch data under supplierLine; request bodies keep it flat.
+    supplier_line = maybe_obj(line, "supplierLine", path) or line
+    sp = (path, "supplierLine")
+    stamp = timestamp(obj(line, "meta", path), "lastUpdatedAt", (path, "meta"))
+    return {
+        "purchase_order_number": text(line, "purchaseOrderNumber", path),
+        "purchase_order_line_position": text(line, "purchaseOrderLinePosition", path),
+        "delivery_schedule_position": text(line, "deliverySchedulePosition", path),
+        "item": {
+            "number": text(item, "buyerItemNumber", ip),
+            "revision": text(item, "buyerItemRevision", ip),
+            "name": text(item, "buyerItemName", ip),
+            "supplier_item_number": text(item, "supplierItemNumber", ip),
+            "purchase_unit_of_measure": text(item, "purchaseUnitOfMeasureIso", ip),
+        },
+        "despatch_advice_number": text(supplier_line, "despatchAdviceNumber", sp),
+        "despatch_advice_line_position": text(supplier_line, "despatchAdviceLinePosition", sp),
+        "despatch_quantity": decimal(supplier_line, "despatchQuantity", sp),
+        "backorder_quantity": decimal(supplier_line, "backorderQuantity", sp),
+        "load_carrier": carrier,
+        "last_updated_at": stamp,
+        "changed": changed(stamp),
+    }
+
+
+def _locations(shipment: JsonObject, path: Path) -> list[Location]:
+    lp = (path, "locations")
+    locations = obj(shipment, "locations", path)
+    result: list[Location] = []
+    departure = maybe_obj(locations, "departure", lp)
+    if departure is not None:
+        result.append(_location(departure, (lp, "departure"), "departure"))
+    for i, destination in enumerate(array(locations, "destinations", lp) or ()):
+        dp = ((lp, "destinations"), i)
+        result.append(_location(as_required_obj(destination, dp), dp, "destination"))
+    return result
+
+
+def _location(stop: JsonObject, path: Path, role: str) -> Location:
+    lp = (path, "location")
+    place = obj(stop, "location", path)
+    names = array(place, "names", lp) or ()
+    country = "countryCodeIso" if "countryCodeIso" in place else "countryCodeIso2"
+    return {
+        "role": role,
+        "location_type": text(place, "locationType", lp),
+        "location_id": text(place, "id", lp),
+        "id_scheme": text(place, "idScheme", lp),
+        "name": as_text(names[0], ((lp, "names"), 0)) if names else None,
+        "city": text(place, "city", lp),
+        "country_code": text(place, country, lp),
+        "etd": timestamp(stop, "etdDate", path),
+        "eta": timestamp(stop, "etaDate" if "etaDate" in stop else "etaStartDate", path),
+    }
+
+
+# ------------------------------------------------------------ assembly
+
+
+def _event(
+    *,
+    channel: Channel,
+    kind: Kind,
+    event_name: str | None,
+    document_id: str,
+    header: JsonObject,
+    path: Path,
+    meta: JsonObject | None,
+    raw: Any,
+    received_at: datetime,
+    order: Order | None = None,
+    shipment: Shipment | None = None,
+    role: Role | None = None,
+    echo_policy: EchoPolicy = "off",
+    document_number: str | None = None,
+    last_updated_at: Timestamp | None = None,
+) -> CanonicalEvent:
+    meta = meta or EMPTY
+    status = obj(header, "status", path)
+    version = integer(header, "version", path)
+    document = order if order is not None else shipment
+    key = keys.idempotency_key(
+        "tradecloud",
+        kind,
+        document_id,
+        version,
+        None if version is not None or document is None else keys.fingerprint(document),
+    )
+    message_id = text(meta, "messageId", "meta")
+    if last_updated_at is None:
+        last_updated_at = timestamp(header, "lastUpdatedAt", path)
+    if order is not None and document_number is None:
+        document_number = order.purchase_order_number
+    echo_info = (
+        echo.summarize(order.lines, role, echo_policy)
+        if order is not None and order.lines
+        else EchoInfo(role=role, policy=echo_policy)
+    )
+    return CanonicalEvent.model_validate(
+        {
+            "event_id": keys.event_id(key, channel, message_id, event_name),
+            "idempotency_key": key,
+            "source": "tradecloud",
+            "channel": channel,
+            "kind": kind,
+            "event_name": event_name,
+            "document_id": document_id,
+            "document_number": document_number,
+            "version": version,
+            "message_id": message_id,
+            "trace_id": text(obj(meta, "source", "meta"), "traceId", "meta.source"),
+            "process_status": text(status, "processStatus", (path, "status")),
+            "logistics_status": text(status, "logisticsStatus", (path, "status")),
+            "last_updated_at": last_updated_at,
+            "received_at": keys.require_aware(received_at),
+            "echo": echo_info,
+            "order": order,
+            "shipment": shipment,
+            "raw": raw,
+        }
+    )

@@ -1,0 +1,289 @@
+"""The canonical event (schema version 1): one JSON shape for every consumer.
+
+Design choices a consumer can rely on:
+
+* snake_case keys; money and quantities are JSON *strings* holding exact
+  decimals (``"1234.5678901234567890"``), never floats;
+* every timestamp keeps the upstream text verbatim next to its parsed UTC
+  instant (``utc`` is null when the text carries no zone: Tradecloud sends
+  local date-times and plain dates too);
+* statuses are open-ended strings: Tradecloud adds enum values without notice,
+  so an unknown value is carried through, never rejected;
+* ``raw`` holds the original document with its numbers as exact JSON numbers;
+* unknown keys are ignored when an event is decoded (``extra="ignore"``), so a
+  newer producer's additional fields never break an older consumer; forward
+  the original message bytes (as DLQ replay does) to pass them on intact.
+
+Leaf values (timestamps, money, prices, schedule entries, items, documents,
+locations) are TypedDicts, not models: a 100-line order would otherwise build
+some 2,500 model instances, which cost four times the rest of normalization.
+
+The JSON Schema generated from these models is committed beside this module
+(``canonical-event.schema.json``); non-Python consumers read that file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from typing_extensions import TypedDict
+
+SCHEMA_VERSION: Literal[1] = 1
+
+Source = Literal["tradecloud", "apicbase"]
+Channel = Literal["webhook", "poll", "api"]
+Kind = Literal["order", "order_documents", "shipment"]
+TimestampKind = Literal["instant", "local", "date", "unparsed"]
+Role = Literal["buyer", "supplier"]
+EchoPolicy = Literal["own-open-requests", "all-in-progress", "off"]
+
+
+def _fixed_point(value: Decimal) -> str:
+    return format(value, "f")
+
+
+ExactDecimal = Annotated[
+    Decimal,
+    PlainSerializer(_fixed_point, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^-?\d+(\.\d+)?$",
+            "description": "An exact decimal in fixed-point notation, e.g. 1234.5678901234567890.",
+        },
+        mode="serialization",
+    ),
+]
+"""A money amount or quantity: exact, and written as fixed-point text (never 1E-7)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_serialization_defaults_required=True
+    )
+
+
+class Timestamp(TypedDict):
+    """An upstream timestamp: the original text and, for instants, its UTC value."""
+
+    text: Annotated[str, Field(description="The upstream text, verbatim.")]
+    kind: Annotated[
+        TimestampKind,
+        Field(
+            description="instant: carries Z or an offset; local: date-time without zone; "
+            "date: plain YYYY-MM-DD; unparsed: not ISO 8601, kept as text only."
+        ),
+    ]
+    utc: Annotated[
+        datetime | None, Field(description="The instant in UTC; null unless kind is 'instant'.")
+    ]
+
+
+class Money(TypedDict):
+    value: ExactDecimal
+    currency: str | None
+
+
+class Price(TypedDict):
+    """One price in transaction and (optionally) base currency."""
+
+    transaction: Money | None
+    base: Money | None
+
+
+class Prices(TypedDict):
+    gross: Price | None
+    net: Price | None
+    discount_percentage: ExactDecimal | None
+    unit_of_measure: str | None
+    unit_quantity: ExactDecimal | None
+
+
+class ScheduleEntry(TypedDict):
+    """One delivery line of a line's delivery schedule."""
+
+    position: Annotated[
+        str | None,
+        Field(description="Delivery-line position; may be empty after a supplier split."),
+    ]
+    date: Timestamp | None
+    quantity: ExactDecimal | None
+    status: Annotated[str | None, Field(description="Delivery-line logistics status.")]
+    etd: Timestamp | None
+    eta: Timestamp | None
+
+
+class Item(TypedDict):
+    number: str | None
+    revision: str | None
+    name: str | None
+    supplier_item_number: str | None
+    purchase_unit_of_measure: str | None
+
+
+class DocumentRef(TypedDict):
+    """Metadata of an attached document; the content is fetched separately."""
+
+    owner: Literal["buyer", "supplier"] | None
+    line_position: str | None
+    object_id: str | None
+    url: str | None
+    name: str | None
+    description: str | None
+    type: str | None
+    code: str | None
+    revision: str | None
+
+
+class OrderLine(_Model):
+    line_id: str | None = Field(default=None, description="Tradecloud line id.")
+    position: str | None = Field(
+        default=None,
+        description="Buyer line position; null on a line the supplier just split off.",
+    )
+    original_position: str | None = None
+    line_type: str | None = None
+    description: str | None = None
+    item: Item
+    delivery_schedule: list[ScheduleEntry] = Field(
+        default_factory=list, description="Issued or Confirmed values; excludes open requests."
+    )
+    delivery_schedule_including_requests: list[ScheduleEntry] | None = None
+    prices: Prices | None = None
+    prices_including_requests: Prices | None = None
+    total_amount: ExactDecimal | None = None
+    process_status: str | None = None
+    in_progress_status: str | None = None
+    logistics_status: str | None = None
+    sales_order_number: str | None = None
+    sales_order_position: str | None = None
+    last_updated_at: Timestamp | None = None
+    changed: bool | None = Field(
+        default=None,
+        description="True when the channel says this line changed; null when it cannot tell.",
+    )
+    echo: bool = Field(
+        default=False, description="Our own open request reflected back (see echo policy)."
+    )
+
+
+class Party(_Model):
+    """A trading party as seen on the order."""
+
+    company_id: str | None = None
+    account_number: str | None = Field(
+        default=None,
+        description="This party's account number in the other party's ERP "
+        "(buyer: supplierOrder.buyerAccountNumber / Apicbase supplier_customer_number; "
+        "supplier: buyerOrder.supplierAccountNumber).",
+    )
+    description: str | None = None
+    contact: str | None = None
+
+
+class Order(_Model):
+    """A normalized order (Tradecloud order or order response, Apicbase purchase order)."""
+
+    purchase_order_number: str | None = None
+    order_type: str | None = None
+    description: str | None = None
+    buyer: Party = Field(default_factory=Party)
+    supplier: Party = Field(default_factory=Party)
+    remarks: str | None = None
+    ordered_on: Timestamp | None = None
+    expected_delivery_date: Timestamp | None = None
+    total_amount: ExactDecimal | None = None
+    delivery_overdue: bool | None = None
+    lines: list[OrderLine] = Field(default_factory=list)
+    lines_complete: bool = Field(
+        description="True when lines holds every line of the order (poll, GET, Apicbase); "
+        "False for a webhook event, which carries only the lines it touched."
+    )
+    documents: list[DocumentRef] = Field(default_factory=list)
+
+
+class ShipmentLine(_Model):
+    purchase_order_number: str | None = None
+    purchase_order_line_position: str | None = None
+    delivery_schedule_position: str | None = None
+    item: Item
+    despatch_advice_number: str | None = None
+    despatch_advice_line_position: str | None = None
+    despatch_quantity: ExactDecimal | None = None
+    backorder_quantity: ExactDecimal | None = None
+    load_carrier: str | None = Field(
+        default=None, description="Container number or package SSCC; null for loose lines."
+    )
+    last_updated_at: Timestamp | None = None
+    changed: bool | None = None
+
+
+class Location(TypedDict):
+    role: Annotated[str, Field(description="departure or destination")]
+    location_type: str | None
+    location_id: str | None
+    id_scheme: str | None
+    name: str | None
+    city: str | None
+    country_code: str | None
+    etd: Timestamp | None
+    eta: Timestamp | None
+
+
+class Shipment(_Model):
+    shipment_number: str | None = None
+    transport_mode: str | None = None
+    supplier: Party = Field(default_factory=Party)
+    buyer: Party = Field(default_factory=Party)
+    identifiers: dict[str, str] = Field(default_factory=dict)
+    invoice_numbers: list[str] = Field(default_factory=list)
+    process_status_reason: str | None = None
+    locations: list[Location] = Field(default_factory=list)
+    lines: list[ShipmentLine] = Field(default_factory=list)
+    documents: list[DocumentRef] = Field(default_factory=list)
+
+
+class EchoInfo(_Model):
+    """Which lines reflect our own open requests back at us (api-facts §4)."""
+
+    role: Role | None = None
+    policy: EchoPolicy = "off"
+    lines: list[str] = Field(
+        default_factory=list, description="Line ids (or positions) classified as echo."
+    )
+    all_changed_lines_echo: bool = Field(
+        default=False,
+        description="True when at least one line changed and every changed line is an echo.",
+    )
+
+
+class CanonicalEvent(_Model):
+    """What orderbridge publishes on ``orderbridge.events`` for every accepted document."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(description="Deterministic UUID; also the AMQP message_id.")
+    idempotency_key: str = Field(
+        description="<source>:<kind>:<document_id>:v<version>, or :h<hash> without a version."
+    )
+    source: Source
+    channel: Channel
+    kind: Kind
+    event_name: str | None = Field(
+        default=None, description="Tradecloud eventName; null when the channel cannot tell."
+    )
+    document_id: str
+    document_number: str | None = None
+    version: int | None = None
+    message_id: str | None = Field(default=None, description="Tradecloud meta.messageId.")
+    trace_id: str | None = Field(default=None, description="Tradecloud meta.source.traceId.")
+    process_status: str | None = None
+    logistics_status: str | None = None
+    last_updated_at: Timestamp | None = None
+    received_at: datetime
+    echo: EchoInfo = Field(default_factory=EchoInfo)
+    order: Order | None = None
+    shipment: Shipment | None = None
+    raw: Any = Field(description="The original document, numbers exact.")
