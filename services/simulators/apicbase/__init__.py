@@ -1,0 +1,1 @@
+"""The Apicbase supplier-ordering simulator (OAuth2, purchase orders, signed webhooks)."""
