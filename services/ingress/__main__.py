@@ -1,0 +1,177 @@
+"""Composition root of the ingress service: settings → broker → app → serve → drain.
+
+Run with ``orderbridge ingress`` (or ``python -m services.ingress``). SIGTERM or
+SIGINT starts a graceful stop: /readyz turns 503, new webhooks get 503 with
+``Retry-After`` (the platforms retry them), publishes in flight reach their
+confirm or deadline, then the listener closes and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from services.ingress.app import STATE, IngressDeps, create_app
+from services.ingress.fetch import TradecloudFetcher
+from services.ingress.metrics import IngressMetrics
+from services.ingress.settings import IngressSettings
+from services.ingress.verify import ApicbaseSignature, TradecloudAuth
+from shared.broker.connection import connect, declare_topology
+from shared.broker.publisher import RabbitPublisher
+from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
+from shared.errors import ConfigurationError, OrderbridgeError
+from shared.logging import configure_logging, get_logger
+from shared.metrics import PublisherMetrics, new_registry
+from shared.settings import BrokerSettings, LogSettings
+
+log = get_logger("services.ingress")
+
+BROKER_WAIT_SECONDS = 30.0
+"""How long startup waits for RabbitMQ before giving up (a supervisor restarts us)."""
+
+
+def tradecloud_auth(settings: IngressSettings) -> TradecloudAuth:
+    password = settings.tradecloud_webhook_password
+    token = settings.tradecloud_webhook_token
+    return TradecloudAuth(
+        username=settings.tradecloud_webhook_username.encode()
+        if settings.tradecloud_webhook_username
+        else None,
+        password=password.get_secret_value().encode() if password else None,
+        token=token.get_secret_value().encode() if token and token.get_secret_value() else None,
+        allow_anonymous=settings.ingress_insecure_no_auth,
+    )
+
+
+def apicbase_signature(settings: IngressSettings) -> ApicbaseSignature:
+    return ApicbaseSignature.of(
+        settings.apicbase_secrets(), allow_anonymous=settings.ingress_insecure_no_auth
+    )
+
+
+def build_fetcher(settings: TradecloudSettings) -> TradecloudFetcher | None:
+    """The Tradecloud API client for the legacy GET webhook, when credentials are set."""
+    if not settings.configured():
+        return None
+    return TradecloudFetcher(TradecloudClient(settings))
+
+
+async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
+    settings.require_credentials()
+    if settings.ingress_insecure_no_auth:
+        log.warning(
+            "INSECURE: webhook sources without credentials accept unauthenticated calls; "
+            "development only"
+        )
+    registry = new_registry()
+    fetcher = build_fetcher(TradecloudSettings())
+    connection = await connect(broker, name="ingress", wait_seconds=BROKER_WAIT_SECONDS)
+    try:
+        await declare_topology(connection, broker.topology())
+        publisher = await RabbitPublisher.open(
+            connection, broker, metrics=PublisherMetrics(registry)
+        )
+        deps = IngressDeps(
+            publisher=publisher,
+            registry=registry,
+            tradecloud=tradecloud_auth(settings),
+            apicbase=apicbase_signature(settings),
+            fetcher=fetcher,
+            max_body_bytes=settings.ingress_max_body_bytes,
+            role=settings.tradecloud_role,
+            echo_policy=settings.echo_policy or "off",
+            ready=publisher.not_ready_reason,
+            metrics=IngressMetrics(registry),
+        )
+        app = create_app(deps)
+        # Everything allocated so far (modules, pydantic schemas, the app) lives as
+        # long as the process: keep it out of the collector's scans, so a full
+        # collection under load does not stall every request in flight.
+        gc.freeze()
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        site = web.TCPSite(
+            runner, settings.ingress_host, settings.ingress_port, backlog=1024, reuse_address=True
+        )
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        log.info(
+            "ingress listening",
+            host=host,
+            port=port,
+            broker=broker.redacted_url(),
+            tradecloud_auth=_describe(deps.tradecloud.configured, settings),
+            apicbase_auth=_describe(deps.apicbase.configured, settings),
+            get_webhook="enabled" if deps.fetcher is not None else "no Tradecloud API client",
+        )
+        await _until_signalled()
+        drain_seconds = broker.publish_timeout_seconds + 5.0
+        log.info("draining: new webhooks get 503", timeout_seconds=drain_seconds)
+        drained = await app[STATE].drain(drain_seconds)
+        if not drained:
+            log.warning("drain timed out; closing with requests still in flight")
+        await runner.cleanup()
+        await publisher.close()
+    finally:
+        await connection.close()
+        if fetcher is not None:
+            await fetcher.close()
+    log.info("ingress stopped")
+    return 0
+
+
+def _describe(configured: bool, settings: IngressSettings) -> str:
+    if configured:
+        return "on"
+    return "OPEN (insecure)" if settings.ingress_insecure_no_auth else "not configured: refusing"
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def run(*, host: str | None = None, port: int | None = None, insecure: bool = False) -> int:
+    """Build settings from the environment (CLI flags win) and serve until SIGTERM."""
+    configure_logging(LogSettings(), service="ingress")
+    try:
+        overrides: dict[str, object] = {}
+        if host is not None:
+            overrides["ingress_host"] = host
+        if port is not None:
+            overrides["ingress_port"] = port
+        if insecure:
+            overrides["ingress_insecure_no_auth"] = True
+        settings = IngressSettings(**overrides)  # type: ignore[arg-type]
+        return asyncio.run(serve(settings, BrokerSettings()))
+    except ConfigurationError as exc:
+        log.error("cannot start ingress", reason=str(exc))
+        return 2
+    except OSError as exc:  # e.g. the port is taken
+        log.error("cannot listen", reason=str(exc))
+        return 2
+    except OrderbridgeError as exc:
+        log.error("ingress failed", reason=str(exc))
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from services.cli import main as cli_main
+
+    return cli_main(["ingress", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

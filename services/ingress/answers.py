@@ -1,0 +1,163 @@
+"""What each failure answers, in one JSON shape (pure).
+
+The status decides whether the platform retries (api-facts §1.3, §5.2):
+Tradecloud retries any status above 500 forever and nothing else, Apicbase
+retries nothing and shows a 4xx message to the customer at checkout. So:
+
+* input we can never accept → 4xx with a message a person can act on and,
+  for schema errors, the field path;
+* anything transient → 503 with ``Retry-After``; an unexpected exception is
+  treated as transient too (a bug fixed and deployed then receives the
+  retried event instead of losing it), so ingress never answers 500.
+
+Every error body is ``{"status", "error", "message", "path", "request_id"}``
+(plus ``retry_after`` on 503); ``error`` is a stable code, also used as the
+``outcome`` metrics label, so the set is closed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from services.ingress.verify import AuthenticationRequired, SignatureMismatch
+from shared.errors import (
+    Backpressure,
+    BrokerUnavailable,
+    InvalidPayload,
+    PublishNacked,
+    PublishTimeout,
+    PublishUnroutable,
+    RetryableError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+
+ACCEPTED: Final = "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    status: int
+    error: str
+    message: str
+    path: str | None = None
+    retry_after: float | None = None
+    challenge: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        if self.challenge is not None:
+            headers["WWW-Authenticate"] = self.challenge
+        return headers
+
+    def body(self, request_id: str) -> bytes:
+        document: dict[str, object] = {
+            "status": self.status,
+            "error": self.error,
+            "message": self.message,
+            "path": self.path,
+            "request_id": request_id,
+        }
+        if self.retry_after is not None:
+            document["retry_after"] = max(1, math.ceil(self.retry_after))
+        return orjson.dumps(document)
+
+
+_RETRYABLE_CODES: Final[dict[type[RetryableError], str]] = {
+    Backpressure: "backpressure",
+    BrokerUnavailable: "broker_unavailable",
+    PublishTimeout: "publish_timeout",
+    PublishNacked: "publish_nacked",
+    PublishUnroutable: "publish_unroutable",
+    UpstreamUnavailable: "upstream_unavailable",
+}
+
+OUTCOMES: Final = frozenset(
+    {
+        ACCEPTED,
+        "bad_request",
+        "malformed_json",
+        "missing_parameter",
+        "unauthorized",
+        "bad_signature",
+        "not_found",
+        "method_not_allowed",
+        "payload_too_large",
+        "unsupported_media_type",
+        "invalid_payload",
+        "upstream_rejected",
+        "upstream_not_configured",
+        "shutting_down",
+        "internal_error",
+        "retryable",
+        *_RETRYABLE_CODES.values(),
+    }
+)
+"""Every ``error`` code (and the success outcome): the bounded label set of the metrics."""
+
+
+def malformed_json(exc: InvalidPayload) -> Problem:
+    return Problem(400, "malformed_json", f"the body is not valid JSON: {exc.reason}", "body")
+
+
+def invalid_payload(exc: InvalidPayload) -> Problem:
+    return Problem(422, "invalid_payload", str(exc), exc.path or None)
+
+
+def missing_parameter(name: str) -> Problem:
+    return Problem(400, "missing_parameter", f"the {name} query parameter is required", name)
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(413, "payload_too_large", f"the body exceeds the limit of {limit} bytes")
+
+
+def unsupported_media_type(given: str, hint: str = "") -> Problem:
+    message = f"send Content-Type: application/json, not {given!r}"
+    return Problem(415, "unsupported_media_type", f"{message} ({hint})" if hint else message)
+
+
+def shutting_down() -> Problem:
+    return Problem(503, "shutting_down", "the server is shutting down; retry", retry_after=1)
+
+
+def upstream_not_configured() -> Problem:
+    return Problem(
+        503,
+        "upstream_not_configured",
+        "the GET webhook needs the Tradecloud API client, which is not configured here",
+        retry_after=60,
+    )
+
+
+def internal_error() -> Problem:
+    return Problem(
+        503, "internal_error", "an unexpected error occurred; it was logged; retry", retry_after=5
+    )
+
+
+def problem_for(exc: BaseException) -> Problem:
+    """The answer for an exception raised while handling a webhook."""
+    if isinstance(exc, AuthenticationRequired):
+        return Problem(401, "unauthorized", str(exc), challenge=exc.challenge)
+    if isinstance(exc, SignatureMismatch):
+        return Problem(403, "bad_signature", str(exc))
+    if isinstance(exc, InvalidPayload):
+        return invalid_payload(exc)
+    if isinstance(exc, RetryableError):
+        code = _RETRYABLE_CODES.get(type(exc), "retryable")
+        retry_after = exc.retry_after if exc.retry_after is not None else 5
+        return Problem(503, code, str(exc), retry_after=retry_after)
+    if isinstance(exc, UpstreamRejected):
+        # The Tradecloud API refused our fetch (credentials, permissions): a
+        # deployment problem. 502 makes Tradecloud retry until it is fixed.
+        return Problem(
+            502, "upstream_rejected", f"the Tradecloud API refused the fetch: {exc}", retry_after=60
+        )
+    return internal_error()
