@@ -1,0 +1,258 @@
+"""PostgreSQL adapter: upsert into ERP staging tables, exactly once.
+
+Tables (created on first use in the ERP database named by ``url``):
+
+* ``erp_orders`` — one row per (source, document_id): header, statuses, version;
+* ``erp_order_lines`` — one row per (source, document_id, line_key): item,
+  first delivery date and quantity, net price, statuses, the line's stamp;
+* ``erp_shipments`` — one row per (source, document_id), lines as JSONB.
+
+Rows never move backwards, even if events were applied out of order: a header
+updates only for an equal or newer version, a line only for an equal or newer
+``last_updated_at`` (defence in depth behind the route's ordering and guards).
+
+The idempotency ledger (processed keys, document versions, line stamps; the
+tables of ``shared.state.postgres``) lives in the same database and is written
+**in the same transaction** as the rows: a crash between the effect and the
+record cannot happen, so the effect is exactly once even across crashes. An
+ERP import job reads the staging tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from services.consumers.adapters import Application
+from services.consumers.guards import line_key
+from shared.errors import ConfigurationError, RetryableError
+from shared.schema.models import CanonicalEvent
+from shared.state import postgres as ledger
+from shared.state.port import AppliedDocument, Lookup
+
+STAGING = """
+CREATE TABLE IF NOT EXISTS erp_orders (
+    source TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    document_number TEXT,
+    version BIGINT,
+    process_status TEXT,
+    logistics_status TEXT,
+    buyer_account_number TEXT,
+    supplier_account_number TEXT,
+    last_updated_at TIMESTAMPTZ,
+    event_id TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, document_id));
+CREATE TABLE IF NOT EXISTS erp_order_lines (
+    source TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    line_key TEXT NOT NULL,
+    position TEXT,
+    item_number TEXT,
+    item_name TEXT,
+    delivery_date TEXT,
+    quantity NUMERIC,
+    net_price NUMERIC,
+    currency TEXT,
+    process_status TEXT,
+    logistics_status TEXT,
+    last_updated_at TIMESTAMPTZ,
+    version BIGINT,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (source, document_id, line_key));
+CREATE TABLE IF NOT EXISTS erp_shipments (
+    source TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    shipment_number TEXT,
+    version BIGINT,
+    process_status TEXT,
+    logistics_status TEXT,
+    lines JSONB NOT NULL,
+    last_updated_at TIMESTAMPTZ,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (source, document_id));
+"""
+
+_ORDER = """
+INSERT INTO erp_orders AS o (source, document_id, document_number, version, process_status,
+    logistics_status, buyer_account_number, supplier_account_number, last_updated_at, event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (source, document_id) DO UPDATE SET
+    document_number = EXCLUDED.document_number,
+    version = GREATEST(o.version, EXCLUDED.version),
+    process_status = EXCLUDED.process_status, logistics_status = EXCLUDED.logistics_status,
+    buyer_account_number = EXCLUDED.buyer_account_number,
+    supplier_account_number = EXCLUDED.supplier_account_number,
+    last_updated_at = GREATEST(o.last_updated_at, EXCLUDED.last_updated_at),
+    event_id = EXCLUDED.event_id, applied_at = now()
+WHERE o.version IS NULL OR EXCLUDED.version IS NULL OR EXCLUDED.version >= o.version
+"""
+
+_LINE = """
+INSERT INTO erp_order_lines (source, document_id, line_key, position, item_number, item_name,
+    delivery_date, quantity, net_price, currency, process_status, logistics_status,
+    last_updated_at, version, event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (source, document_id, line_key) DO UPDATE SET
+    position = EXCLUDED.position, item_number = EXCLUDED.item_number,
+    item_name = EXCLUDED.item_name, delivery_date = EXCLUDED.delivery_date,
+    quantity = EXCLUDED.quantity, net_price = EXCLUDED.net_price, currency = EXCLUDED.currency,
+    process_status = EXCLUDED.process_status, logistics_status = EXCLUDED.logistics_status,
+    last_updated_at = EXCLUDED.last_updated_at, version = EXCLUDED.version,
+    event_id = EXCLUDED.event_id
+WHERE erp_order_lines.last_updated_at IS NULL OR EXCLUDED.last_updated_at IS NULL
+   OR EXCLUDED.last_updated_at >= erp_order_lines.last_updated_at
+"""
+
+_SHIPMENT = """
+INSERT INTO erp_shipments AS s (source, document_id, shipment_number, version, process_status,
+    logistics_status, lines, last_updated_at, event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
+ON CONFLICT (source, document_id) DO UPDATE SET
+    shipment_number = EXCLUDED.shipment_number, version = EXCLUDED.version,
+    process_status = EXCLUDED.process_status, logistics_status = EXCLUDED.logistics_status,
+    lines = EXCLUDED.lines, last_updated_at = EXCLUDED.last_updated_at,
+    event_id = EXCLUDED.event_id
+"""
+
+
+class PostgresAdapter:
+    def __init__(self, url: str, pool_size: int = 8) -> None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError("postgres adapter: url must be postgresql://…")
+        self.url = url
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool[Any] | None = None
+
+    async def _ready(self) -> asyncpg.Pool[Any]:
+        if self._pool is None:
+            try:
+                pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise RetryableError(f"ERP database unreachable: {exc}", retry_after=5) from None
+            async with pool.acquire() as conn:
+                await ledger.migrate(conn)
+                # Replicas start together: CREATE TABLE IF NOT EXISTS races on
+                # pg_type, so the staging DDL runs under the migrations' lock.
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", ledger.MIGRATION_LOCK)
+                    await conn.execute(STAGING)
+            self._pool = pool
+        return self._pool
+
+    async def start(self) -> None:
+        """Create the staging tables and the ledger before the first event."""
+        await self._ready()
+
+    async def lookup(
+        self, route: str, lookups: Sequence[Lookup]
+    ) -> list[tuple[bool, AppliedDocument | None]]:
+        pool = await self._ready()
+        async with pool.acquire() as conn:
+            return await ledger.lookup_in(conn, route, lookups)
+
+    async def is_processed(self, route: str, keys: Sequence[str]) -> bool:
+        pool = await self._ready()
+        async with pool.acquire() as conn:
+            return await ledger.is_processed_in(conn, route, keys)
+
+    async def applied_document(self, route: str, document: str) -> AppliedDocument | None:
+        pool = await self._ready()
+        async with pool.acquire() as conn:
+            return await ledger.applied_document_in(conn, route, document)
+
+    async def apply(self, item: Application) -> None:
+        pool = await self._ready()
+        async with pool.acquire() as conn, conn.transaction():
+            await _upsert(conn, item)
+
+    async def apply_recorded(
+        self,
+        item: Application,
+        keys: Sequence[str],
+        document: str,
+        version: int | None,
+        stamps: Mapping[str, datetime],
+    ) -> bool:
+        pool = await self._ready()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                if not await ledger.record_applied_in(
+                    conn, item.route, keys, document, version, stamps
+                ):
+                    return False
+                await _upsert(conn, item)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise RetryableError(f"ERP database: {exc}", retry_after=5) from None
+        return True
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+async def _upsert(conn: ledger.Connection, item: Application) -> None:
+    event = item.effective_event
+    stamp = event.last_updated_at["utc"] if event.last_updated_at else None
+    if event.shipment is not None:
+        lines = [line.model_dump(mode="json") for line in event.shipment.lines]
+        await conn.execute(
+            _SHIPMENT,
+            event.source,
+            event.document_id,
+            event.shipment.shipment_number,
+            event.version,
+            event.process_status,
+            event.logistics_status,
+            orjson.dumps(lines).decode(),
+            stamp,
+            event.event_id,
+        )
+        return
+    order = event.order
+    if order is None:
+        return
+    await conn.execute(
+        _ORDER,
+        event.source,
+        event.document_id,
+        event.document_number,
+        event.version,
+        event.process_status,
+        event.logistics_status,
+        order.buyer.account_number,
+        order.supplier.account_number,
+        stamp,
+        event.event_id,
+    )
+    rows = [_line_row(event, line_key(line, i), line) for i, line in enumerate(order.lines)]
+    if rows:
+        await conn.executemany(_LINE, rows)
+
+
+def _line_row(event: CanonicalEvent, key: str, line: Any) -> tuple[Any, ...]:
+    entry = line.delivery_schedule[0] if line.delivery_schedule else None
+    net = line.prices["net"] if line.prices and line.prices.get("net") else None
+    money = net["transaction"] if net else None
+    return (
+        event.source,
+        event.document_id,
+        key,
+        line.position,
+        line.item["number"],
+        line.item["name"],
+        entry["date"]["text"] if entry and entry["date"] else None,
+        entry["quantity"] if entry else None,
+        money["value"] if money else None,
+        money["currency"] if money else None,
+        line.process_status,
+        line.logistics_status,
+        line.last_updated_at["utc"] if line.last_updated_at else None,
+        event.version,
+        event.event_id,
+    )
