@@ -1,0 +1,214 @@
+"""The postgres adapter, two consumer processes on one route, and a broker restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from pydantic import SecretStr
+
+from services.consumers.adapters import Application
+from services.consumers.adapters.postgres import PostgresAdapter
+from services.consumers.topology import shard_queue
+from shared.broker.connection import connect, declare_topology
+from shared.broker.publisher import RabbitPublisher
+from shared.local_rabbit import LocalRabbit, installed
+from shared.normalize import tradecloud
+from shared.schema.codec import encode_event
+from shared.schema.models import CanonicalEvent
+from shared.settings import BrokerSettings
+from tests.support.consumers import make_route, outcomes, running, sqlite_state
+from tests.support.events import order_event
+from tests.support.postgres import private_database
+from tests.support.rabbit import list_consumers
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[3]
+T0 = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+def polled(document_id: str, version: int) -> CanonicalEvent:
+    stamp = (T0 + timedelta(minutes=version)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    order = {
+        "id": document_id,
+        "version": version,
+        "buyerOrder": {"purchaseOrderNumber": f"PO-{document_id[-6:]}"},
+        "status": {"processStatus": "Confirmed", "logisticsStatus": "Open"},
+        "lines": [
+            {
+                "id": f"{document_id}-{n}",
+                "buyerLine": {"position": str(n)},
+                "deliverySchedule": [{"date": "2026-03-01", "quantity": version}],
+                "status": {"processStatus": "Confirmed"},
+                "lastUpdatedAt": stamp,
+            }
+            for n in (1, 2)
+        ],
+        "lastUpdatedAt": stamp,
+    }
+    return tradecloud.normalize_polled_order(order, received_at=T0)
+
+
+@pytest.fixture
+async def erp_database() -> AsyncIterator[str]:
+    async with private_database("orderbridge_erp") as url:
+        yield url
+
+
+async def test_postgres_adapter_upserts_with_the_ledger_in_one_transaction(
+    erp_database: str,
+) -> None:
+    adapter = PostgresAdapter(erp_database)
+    event = polled("pg-order-1", 3)
+    item = Application("r", event, encode_event(event))
+    stamps = {"pg-order-1-1": T0}
+    assert await adapter.apply_recorded(item, [event.idempotency_key], "tc:o", 3, stamps)
+    assert not await adapter.apply_recorded(item, [event.idempotency_key], "tc:o", 3, stamps)
+    older = polled("pg-order-1", 2)
+    assert await adapter.apply_recorded(
+        Application("r", older, encode_event(older)), [older.idempotency_key], "tc:o", 2, {}
+    )
+    await adapter.close()
+    conn = await asyncpg.connect(erp_database)
+    try:
+        row = await conn.fetchrow("SELECT * FROM erp_orders")
+        assert row is not None
+        assert (row["document_id"], row["version"], row["document_number"]) == (
+            "pg-order-1",
+            3,
+            "PO-rder-1",
+        )
+        lines = await conn.fetch(
+            "SELECT line_key, quantity, version FROM erp_order_lines ORDER BY 1"
+        )
+        assert [(r["quantity"], r["version"]) for r in lines] == [(3, 3), (3, 3)], (
+            "an older version never overwrites newer rows"
+        )
+        assert await conn.fetchval("SELECT count(*) FROM orderbridge_processed") == 2
+    finally:
+        await conn.close()
+
+
+async def test_two_consumer_processes_apply_interleaved_versions_in_order(
+    connection: AbstractRobustConnection,
+    broker_settings: BrokerSettings,
+    amqp_url: str,
+    vhost: str,
+    erp_database: str,
+    tmp_path: Path,
+) -> None:
+    route_name = f"two-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "routes.toml"
+    config.write_text(f"""
+[[routes]]
+name = "{route_name}"
+bindings = ["tradecloud.order.#"]
+shards = 4
+retry_delays = [0.5, 1]
+[routes.adapter]
+type = "postgres"
+url = "{erp_database}"
+""")
+    env = {
+        **os.environ,
+        "ORDERBRIDGE_AMQP_URL": amqp_url,
+        "ORDERBRIDGE_METRICS_PORT": "0",
+        "ORDERBRIDGE_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "ORDERBRIDGE_LOG_LEVEL": "WARNING",
+    }
+    argv = [sys.executable, "-m", "services.cli", "consumer", "--config", str(config)]
+    processes = [subprocess.Popen(argv, cwd=REPO, env=env) for _ in range(2)]  # noqa: ASYNC220
+    try:
+        shards = {shard_queue(route_name, shard) for shard in range(4)}
+        for _ in range(300):  # both processes subscribed to every shard (one active each)
+            rows = await asyncio.to_thread(list_consumers, vhost, "queue_name", "active")
+            subscribed = {name: sum(1 for row in rows if row[0] == name) for name in shards}
+            if set(subscribed.values()) == {2}:
+                break
+            await asyncio.sleep(0.2)
+        assert set(subscribed.values()) == {2}, f"consumers per shard: {subscribed}"
+        assert sum(1 for row in rows if row[0] in shards and row[1] == "true") == 4
+        documents = [f"twin-{uuid.uuid4().hex[:8]}" for _ in range(20)]
+        events = [polled(doc, version) for doc in documents for version in range(1, 6)]
+        random.Random(7).shuffle(events)
+        publisher = await RabbitPublisher.open(connection, broker_settings)
+        await publisher.publish_many(events)
+        await publisher.close()
+        conn = await asyncpg.connect(erp_database)
+        try:
+            for _ in range(600):
+                done = await conn.fetchval(
+                    "SELECT count(*) FROM erp_orders WHERE version = 5 "
+                    "AND document_id = ANY($1::text[])",
+                    documents,
+                )
+                if done == 20:
+                    break
+                await asyncio.sleep(0.1)
+            assert done == 20, f"{done} of 20 orders reached version 5"
+            await asyncio.sleep(0.5)  # anything still in flight would be an older version
+            lines = await conn.fetch(
+                "SELECT version, quantity FROM erp_order_lines WHERE document_id = ANY($1::text[])",
+                documents,
+            )
+            assert len(lines) == 40
+            assert {(r["version"], r["quantity"]) for r in lines} == {(5, 5)}
+        finally:
+            await conn.close()
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        codes = [process.wait(30) for process in processes]
+    assert codes == [0, 0]
+
+
+@pytest.mark.skipif(not installed(), reason="rabbitmq-server is not installed here")
+async def test_consumption_resumes_after_a_broker_restart(tmp_path: Path) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="orderbridge-rabbit-", dir="/tmp"))
+    node = LocalRabbit(directory, port=5751, name=f"c{uuid.uuid4().hex[:6]}")
+    node.start()
+    try:
+        broker = BrokerSettings(amqp_url=SecretStr(node.url), publish_timeout_seconds=5)
+        connection = await connect(broker, name="tests", wait_seconds=20)
+        await declare_topology(connection, broker.topology())
+        route = make_route({"type": "file", "path": str(tmp_path / "inbox")})
+        async with (
+            sqlite_state(tmp_path) as state,
+            running(route, connection, broker, state) as (runner, metrics),
+        ):
+            publisher = await RabbitPublisher.open(connection, broker)
+            first = [order_event() for _ in range(5)]
+            await publisher.publish_many(first)
+            await runner.drain(quiet_for=0.3)
+            await asyncio.to_thread(node.restart)
+            second = [order_event() for _ in range(5)]
+            for _ in range(100):  # the robust connection reconnects by itself
+                try:
+                    await publisher.publish_many(second)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.3)
+            for _ in range(150):
+                if outcomes(metrics, route.name).get("applied", 0) >= 10:
+                    break
+                await asyncio.sleep(0.2)
+            assert outcomes(metrics, route.name)["applied"] == 10
+            assert len(list((tmp_path / "inbox").glob("*.json"))) == 10
+            await publisher.close()
+        await connection.close()
+    finally:
+        node.stop()
+        shutil.rmtree(directory, ignore_errors=True)

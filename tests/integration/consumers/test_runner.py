@@ -1,0 +1,258 @@
+"""Routes against the real RabbitMQ, a SQLite state store and real adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+
+from services.consumers import dlq
+from services.consumers.topology import route_exchange
+from shared.broker.publisher import RabbitPublisher
+from shared.normalize import tradecloud
+from shared.schema.codec import decode_event
+from shared.settings import BrokerSettings
+from tests.support.consumers import make_route, outcomes, running, sqlite_state
+from tests.support.events import order_event
+from tests.support.files import fixture
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 2, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+async def publisher(
+    connection: AbstractRobustConnection, broker_settings: BrokerSettings
+) -> AsyncIterator[RabbitPublisher]:
+    pub = await RabbitPublisher.open(connection, broker_settings)
+    yield pub
+    await pub.close()
+
+
+def inbox(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(p.read_bytes()) for p in sorted(path.glob("*.json"))]
+
+
+async def test_the_same_order_version_three_ways_is_applied_once(
+    connection: AbstractRobustConnection,
+    broker_settings: BrokerSettings,
+    publisher: RabbitPublisher,
+    tmp_path: Path,
+) -> None:
+    document = fixture("tradecloud/get-order.json")
+    by_get = tradecloud.normalize_fetched_order(document, received_at=NOW)
+    by_poll = tradecloud.normalize_polled_order(document, received_at=NOW)
+    route = make_route({"type": "file", "path": str(tmp_path / "inbox"), "csv": True})
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state) as (runner, metrics),
+    ):
+        await publisher.publish(by_get)
+        await publisher.publish(by_get)  # a redelivered webhook
+        await publisher.publish(by_poll)  # the same version polled
+        await runner.drain(quiet_for=0.5)
+        files = inbox(tmp_path / "inbox")
+        assert len(files) == 1
+        assert files[0]["event_id"] == by_get.event_id
+        assert outcomes(metrics, route.name) == {"applied": 1, "duplicate": 2}
+        (csv_file,) = (tmp_path / "inbox").glob("*.lines.csv")
+        rows = csv_file.read_text().splitlines()
+        assert rows[0].startswith("source,document_id") and len(rows) == 3
+        assert "1234.5678901234567890" in rows[1]
+        # A replay of the same event from the dead-letter path is a duplicate too.
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(route_exchange(route.name), ensure=False)
+        await exchange.publish(
+            aio_pika.Message(b"", headers={"document_id": by_get.document_id}), "x"
+        )  # undecodable: dead-lettered, proving the exchange path works
+        await runner.drain(quiet_for=0.5)
+        await channel.close()
+        letters = await dlq.list_dead_letters(connection, route.name)
+        assert [letter.reason for letter in letters] == ["invalid"]
+
+
+async def test_older_versions_are_stale_but_newer_lines_of_an_older_delta_apply(
+    connection: AbstractRobustConnection,
+    broker_settings: BrokerSettings,
+    publisher: RabbitPublisher,
+    tmp_path: Path,
+) -> None:
+    document_id = f"o-{datetime.now(UTC).timestamp()}"
+
+    def polled(version: int, stamp: str) -> object:
+        order = {
+            "id": document_id,
+            "version": version,
+            "status": {"processStatus": "Confirmed"},
+            "lines": [
+                {
+                    "id": line,
+                    "buyerLine": {"position": line},
+                    "status": {"processStatus": "Confirmed"},
+                    "lastUpdatedAt": stamp,
+                }
+                for line in ("l1", "l2")
+            ],
+            "lastUpdatedAt": stamp,
+        }
+        return tradecloud.normalize_polled_order(order, received_at=NOW)
+
+    v6 = polled(6, "2026-02-10T10:00:00.000Z")
+    v5 = polled(5, "2026-02-10T09:00:00.000Z")
+    delta = tradecloud.normalize_order_webhook(
+        {
+            "eventName": "OrderLinesUpdatedBySupplier",
+            "orderEvent": {
+                "orderId": document_id,
+                "version": 5,
+                "status": {"processStatus": "Confirmed"},
+                "lines": [
+                    {
+                        "id": "l2",
+                        "buyerLine": {"position": "l2"},
+                        "status": {"processStatus": "Confirmed"},
+                        "lastUpdatedAt": "2026-02-10T11:00:00.000Z",
+                    }
+                ],
+                "lastUpdatedAt": "2026-02-10T11:00:00.000Z",
+            },
+            "meta": {"messageId": "late-delta"},
+        },
+        received_at=NOW,
+    )
+    route = make_route({"type": "file", "path": str(tmp_path / "inbox")})
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state) as (runner, metrics),
+    ):
+        for event in (v6, v5, delta):
+            await publisher.publish(event)  # type: ignore[arg-type]
+            await runner.drain(quiet_for=0.3)
+        files = inbox(tmp_path / "inbox")
+        assert [f["version"] for f in files] == [6, 5]
+        assert [line["line_id"] for line in files[1]["order"]["lines"]] == ["l2"]
+        assert outcomes(metrics, route.name) == {"applied": 2, "stale": 1}
+
+
+class ErpStub:
+    """An ERP endpoint on loopback: down until ``up_at``, refusing ``poison`` documents."""
+
+    def __init__(self) -> None:
+        self.down_until = 0.0
+        self.poison: set[str] = set()
+        self.accepted: dict[str, int] = {}
+        self.calls = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if asyncio.get_running_loop().time() < self.down_until:
+            return web.Response(status=503, text="maintenance")
+        event = decode_event(await request.read())
+        if event.document_id in self.poison:
+            return web.Response(status=422, text="unknown article number")
+        key = request.headers["Idempotency-Key"]
+        self.accepted[key] = self.accepted.get(key, 0) + 1
+        return web.Response(status=201)
+
+
+@pytest.fixture
+async def erp() -> AsyncIterator[tuple[ErpStub, str]]:
+    stub = ErpStub()
+    app = web.Application()
+    app.router.add_post("/orders", stub.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield stub, f"http://127.0.0.1:{port}/orders"
+    await runner.cleanup()
+
+
+async def test_erp_down_then_up_delivers_everything_once(
+    connection: AbstractRobustConnection,
+    broker_settings: BrokerSettings,
+    publisher: RabbitPublisher,
+    tmp_path: Path,
+    erp: tuple[ErpStub, str],
+) -> None:
+    stub, url = erp
+    stub.down_until = asyncio.get_running_loop().time() + 2.0
+    route = make_route(
+        {"type": "http", "url": url, "timeout": 2}, retry_delays=(0.3, 0.6, 1.2, 2.4)
+    )
+    events = [order_event(version=v) for v in range(1, 11)]
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state) as (runner, metrics),
+    ):
+        await publisher.publish_many(events)
+        await runner.drain(quiet_for=1.0)
+    assert stub.accepted == {event.idempotency_key: 1 for event in events}
+    counts = outcomes(metrics, route.name)
+    assert counts["applied"] == 10 and counts["retried"] >= 10
+    assert "dead_lettered" not in counts
+
+
+async def test_poison_goes_to_the_dead_letter_queue_with_its_reason_and_replays_once_fixed(
+    connection: AbstractRobustConnection,
+    broker_settings: BrokerSettings,
+    publisher: RabbitPublisher,
+    tmp_path: Path,
+    erp: tuple[ErpStub, str],
+) -> None:
+    stub, url = erp
+    poison, fine = order_event(), order_event()
+    stub.poison.add(poison.document_id)
+    route = make_route({"type": "http", "url": url})
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state) as (runner, metrics),
+    ):
+        await publisher.publish_many([poison, fine])
+        await runner.drain(quiet_for=0.5)
+        assert stub.accepted == {fine.idempotency_key: 1}
+        (letter,) = await dlq.list_dead_letters(connection, route.name)
+        assert (letter.message_id, letter.reason) == (poison.event_id, "permanent")
+        assert "422" in letter.error and "unknown article number" in letter.error
+        assert letter.routing_key == "tradecloud.order.Confirmed.Open"
+        assert letter.document_id == poison.document_id
+        assert await dlq.count(connection, route.name) == 1, "listing removes nothing"
+
+        stub.poison.clear()  # fixed in the ERP
+        assert await dlq.replay(connection, broker_settings, route.name, ids=None) == 1
+        await runner.drain(quiet_for=0.5)
+        assert stub.accepted == {fine.idempotency_key: 1, poison.idempotency_key: 1}
+        assert await dlq.count(connection, route.name) == 0
+        # Replaying an already applied event again is a counted duplicate, no second effect.
+        stub.poison.add(fine.document_id)
+        assert outcomes(metrics, route.name)["applied"] == 2
+
+
+async def test_retries_exhausted_dead_letter_with_the_attempt_count(
+    connection: AbstractRobustConnection,
+    broker_settings: BrokerSettings,
+    publisher: RabbitPublisher,
+    tmp_path: Path,
+    erp: tuple[ErpStub, str],
+) -> None:
+    stub, url = erp
+    stub.down_until = asyncio.get_running_loop().time() + 60
+    route = make_route({"type": "http", "url": url}, retry_delays=(0.1, 0.2))
+    event = order_event()
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state) as (runner, _),
+    ):
+        await publisher.publish(event)
+        await runner.drain(quiet_for=0.5)
+        (letter,) = await dlq.list_dead_letters(connection, route.name)
+    assert letter.reason == "retries_exhausted" and letter.attempts == 3
+    assert stub.calls == 3

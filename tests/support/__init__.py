@@ -1,0 +1,1 @@
+"""Test helpers: fixture loading, a controllable TCP proxy, RabbitMQ vhosts."""

@@ -1,0 +1,68 @@
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from shared.errors import InvalidPayload
+from shared.normalize import apicbase, tradecloud
+from shared.schema.codec import decode_event, dumps_exact, encode_event, loads_exact
+from tests.support.files import fixture, fixture_bytes
+
+NOW = datetime(2026, 2, 10, 9, 0, tzinfo=UTC)
+
+
+def test_huge_decimals_never_pass_through_float() -> None:
+    body = b'{"quantity": 1234.5678901234567890, "price": 78.90, "n": 3}'
+    decoded = loads_exact(body)
+    assert decoded == {
+        "quantity": Decimal("1234.5678901234567890"),
+        "price": Decimal("78.90"),
+        "n": 3,
+    }
+    assert str(decoded["quantity"]) == "1234.5678901234567890"
+    assert orjson.loads(body)["quantity"] != decoded["quantity"], "orjson alone would lose digits"
+    assert dumps_exact(decoded) == b'{"quantity":1234.5678901234567890,"price":78.90,"n":3}'
+
+
+def test_malformed_json_is_invalid_payload() -> None:
+    with pytest.raises(InvalidPayload, match="not valid JSON"):
+        loads_exact(b'{"eventName": ')
+    with pytest.raises(InvalidPayload):
+        loads_exact(b"NaN")
+
+
+def test_event_round_trip_keeps_raw_numbers_exact() -> None:
+    event = tradecloud.normalize_order_webhook(
+        fixture("tradecloud/order-webhook-proposal.json"), received_at=NOW
+    )
+    body = encode_event(event)
+    assert decode_event(body) == event
+    wire = orjson.loads(body)
+    line = wire["order"]["lines"][0]
+    assert line["delivery_schedule"][0]["quantity"] == "1234.5678901234567890"  # normalized: string
+    assert b'"quantity":1234.5678901234567890' in body  # raw: the exact JSON number
+    assert b'"value":78.90' in body
+    assert list(wire)[-1] == "raw"
+
+
+def test_apicbase_event_round_trip() -> None:
+    event = apicbase.normalize_purchase_order(
+        fixture("apicbase/purchase-order.pretty-utf8.json"), received_at=NOW, channel="webhook"
+    )
+    assert decode_event(encode_event(event)) == event
+
+
+def test_decode_rejects_non_events_with_a_path() -> None:
+    with pytest.raises(InvalidPayload) as info:
+        decode_event(b'{"schema_version": 1}')
+    assert info.value.path  # names the first missing field
+
+
+def test_raw_is_lossless_against_the_original_bytes() -> None:
+    original = fixture_bytes("tradecloud/order-webhook-proposal.json")
+    event = tradecloud.normalize_order_webhook(loads_exact(original), received_at=NOW)
+    raw_again = orjson.loads(dumps_exact(event.raw))
+    # Same structure; every number identical as text when compared exactly.
+    assert loads_exact(dumps_exact(event.raw)) == loads_exact(original)
+    assert raw_again["orderEvent"]["orderId"] == "b7e2c1d0-4f3a-4e8b-9c1d-2a3b4c5d6e7f"
