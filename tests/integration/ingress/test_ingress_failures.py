@@ -186,12 +186,14 @@ async def test_confirms_pipeline_and_the_backlog_is_bounded(
         proxy.resume()
         assert (await _accepted_again(session, within=10))["event_id"]
     assert peak == 4  # four confirms awaited at once, not one at a time
-    # 4 awaiting confirms + 2 waiting for a slot (their deadline runs out there too)
-    # time out; the other 4 are shed at once.
-    errors = sorted(error for _, error, _ in results)
-    assert errors == ["backpressure"] * 4 + ["publish_timeout"] * 6
-    shed = [t for _, error, t in results if error == "backpressure"]
-    assert max(shed) < TIMEOUT / 2
+    # 4 awaiting confirms + 2 waiting for a slot time out at their deadline; the
+    # other 4 are shed at once. A slot waiter's deadline and the release of a slot
+    # by a timed-out publish fall on the same instant, so a waiter reports either.
+    shed = [(error, t) for _, error, t in results if t < TIMEOUT / 2]
+    assert [error for error, _ in shed] == ["backpressure"] * 4
+    late = sorted(error for _, error, t in results if t >= TIMEOUT / 2)
+    assert late.count("publish_timeout") >= 4
+    assert set(late) <= {"publish_timeout", "backpressure"} and len(late) == 6
     assert {status for status, _, _ in results} == {503}
 
 
