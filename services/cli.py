@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # Modules exposing ``register(subparsers)``, one per line; order is the order of ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "services.ingress.cli",
+    "services.poller.cli",
     "services.consumers.cli",
     "services.simulators.cli",
 )

@@ -10,6 +10,9 @@ read the same values the services declare.
   consumer can start from history (an offset or a timestamp) instead of "now".
 * ``orderbridge.dead-letter`` (topic, durable): where consumer routes put what
   they cannot process, with the reason in headers.
+* ``orderbridge.invalid`` (quorum queue bound to the dead-letter exchange with
+  ``invalid.#``): polled or fetched documents the normalizer refused, kept raw
+  with the reason, so a poller can move past them without losing them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any, Final, Literal
 EVENTS_EXCHANGE: Final = "orderbridge.events"
 DEAD_LETTER_EXCHANGE: Final = "orderbridge.dead-letter"
 ARCHIVE_QUEUE: Final = "orderbridge.archive"
+INVALID_QUEUE: Final = "orderbridge.invalid"
+INVALID_PREFIX: Final = "invalid"
 DEFAULT_ARCHIVE_MAX_AGE: Final = "7D"
 DEFAULT_ARCHIVE_MAX_BYTES: Final = 5_000_000_000
 ARCHIVE_SEGMENT_BYTES: Final = 100_000_000  # retention drops whole segments; keep them small
@@ -87,10 +92,14 @@ def core_topology(
             "x-stream-max-segment-size-bytes": ARCHIVE_SEGMENT_BYTES,
         },
     )
+    invalid = Queue(INVALID_QUEUE, arguments={"x-queue-type": "quorum"})
     return Topology(
         exchanges=(Exchange(EVENTS_EXCHANGE), Exchange(DEAD_LETTER_EXCHANGE)),
-        queues=(archive,),
-        bindings=(Binding(EVENTS_EXCHANGE, ARCHIVE_QUEUE, "#"),),
+        queues=(archive, invalid),
+        bindings=(
+            Binding(EVENTS_EXCHANGE, ARCHIVE_QUEUE, "#"),
+            Binding(DEAD_LETTER_EXCHANGE, INVALID_QUEUE, f"{INVALID_PREFIX}.#"),
+        ),
     )
 
 

@@ -47,7 +47,13 @@ import stamina
 from aiolimiter import AsyncLimiter
 from pydantic import Field, SecretStr
 
-from shared.clients.retry import RetryableAnswer, retry_after_seconds, retry_hook
+from shared.clients.retry import (
+    RetryableAnswer,
+    TroubleObserver,
+    retry_after_seconds,
+    retry_hook,
+    trouble_kind,
+)
 from shared.errors import (
     ConfigurationError,
     OrderbridgeError,
@@ -141,6 +147,7 @@ class ApicbaseClient:
         *,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        on_trouble: TroubleObserver | None = None,
     ) -> None:
         if not settings.configured():
             raise ConfigurationError(
@@ -160,6 +167,7 @@ class ApicbaseClient:
         self._loaded = False
         self._unsaved: Tokens | None = None
         self._auth_lock = asyncio.Lock()
+        self._on_trouble = on_trouble
         self.refreshes = 0
         """Successful token refreshes by this client (tests, logs)."""
 
@@ -253,7 +261,7 @@ class ApicbaseClient:
         renewed = False
         with _unavailable_after_retries(f"{method} {path}"):
             async for attempt in self._retrying():
-                with attempt:
+                with attempt, self._observed():
                     await self._save_pending()
                     token = await self._access_token()
                     status, headers, body = await self._send(method, path, token, params, payload)
@@ -265,6 +273,16 @@ class ApicbaseClient:
                         )
                     return self._answer(method, path, status, headers, body)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def _observed(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            kind = trouble_kind(exc)
+            if kind is not None and self._on_trouble is not None:
+                self._on_trouble(kind)
+            raise
 
     def _answer(
         self, method: str, path: str, status: int, headers: Mapping[str, str], body: bytes
@@ -280,10 +298,10 @@ class ApicbaseClient:
         if status == 429:
             cap = self._settings.apicbase_backoff_max_seconds
             raise RetryableAnswer(
-                "429 Too Many Requests", wait=retry_after_seconds(headers, cap=cap)
+                "429 Too Many Requests", wait=retry_after_seconds(headers, cap=cap), status=429
             )
         if status >= 500 or status == 408:
-            raise RetryableAnswer(f"{status} from Apicbase")
+            raise RetryableAnswer(f"{status} from Apicbase", status=status)
 
     async def _send(
         self,

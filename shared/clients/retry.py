@@ -9,18 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+
+TroubleObserver = Callable[[str], None]
+"""Told the kind of every failed attempt (``throttled``, ``server_error``, ``timeout``,
+``connection``): the services count them as ``orderbridge_upstream_errors_total``."""
 
 
 class RetryableAnswer(Exception):
     """An answer worth retrying; ``wait`` (seconds) overrides the backoff, e.g. Retry-After."""
 
-    def __init__(self, message: str, wait: float | None = None) -> None:
+    def __init__(self, message: str, wait: float | None = None, *, status: int = 0) -> None:
         super().__init__(message)
         self.wait = wait
+        self.status = status
+
+
+def trouble_kind(exc: BaseException) -> str | None:
+    """The metrics label of a failed attempt, or None when it is not upstream trouble."""
+    if isinstance(exc, RetryableAnswer):
+        return "throttled" if exc.status == 429 else "server_error"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientError):
+        return "connection"
+    return None
 
 
 def retry_hook(exc: Exception) -> bool | float:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -30,7 +31,13 @@ import stamina
 from aiolimiter import AsyncLimiter
 from pydantic import Field, SecretStr
 
-from shared.clients.retry import RetryableAnswer, retry_after_seconds, retry_hook
+from shared.clients.retry import (
+    RetryableAnswer,
+    TroubleObserver,
+    retry_after_seconds,
+    retry_hook,
+    trouble_kind,
+)
 from shared.errors import ConfigurationError, UpstreamRejected, UpstreamUnavailable
 from shared.logging import get_logger
 from shared.schema.codec import dumps_exact, loads_exact
@@ -111,6 +118,7 @@ class TradecloudClient:
         settings: TradecloudSettings,
         *,
         session: aiohttp.ClientSession | None = None,
+        on_trouble: TroubleObserver | None = None,
     ) -> None:
         if not settings.configured():
             raise ConfigurationError(
@@ -124,6 +132,7 @@ class TradecloudClient:
         self._limiter = AsyncLimiter(settings.tradecloud_requests_per_second, 1.0)
         self._tokens: _Tokens | None = None
         self._auth_lock = asyncio.Lock()
+        self._on_trouble = on_trouble
 
     async def __aenter__(self) -> TradecloudClient:
         return self
@@ -188,7 +197,7 @@ class TradecloudClient:
         relogged = False
         try:
             async for attempt in self._attempts():
-                with attempt:
+                with attempt, self._observed():
                     status, headers, body = await self._send(method, path, payload)
                     if status == 401 and not relogged:
                         relogged = True  # expired or revoked: log in again, once
@@ -202,6 +211,16 @@ class TradecloudClient:
                 f"Tradecloud {method} {path}: {type(exc).__name__}: {exc}", retry_after=30
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def _observed(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            kind = trouble_kind(exc)
+            if kind is not None and self._on_trouble is not None:
+                self._on_trouble(kind)
+            raise
 
     def _answer(
         self, method: str, path: str, status: int, headers: Mapping[str, str], body: bytes
@@ -351,9 +370,11 @@ def _tokens_from(status: int, headers: Mapping[str, str], what: str) -> _Tokens:
 def _classify(status: int, headers: Mapping[str, str], what: str) -> None:
     """Raise ``RetryableAnswer`` for 408, 429 (honouring ``Retry-After``) and 5xx."""
     if status == 429:
-        raise RetryableAnswer(f"{what}: 429 Too Many Requests", wait=retry_after_seconds(headers))
+        raise RetryableAnswer(
+            f"{what}: 429 Too Many Requests", wait=retry_after_seconds(headers), status=429
+        )
     if status >= 500 or status == 408:
-        raise RetryableAnswer(f"{what}: {status}", wait=retry_after_seconds(headers))
+        raise RetryableAnswer(f"{what}: {status}", wait=retry_after_seconds(headers), status=status)
 
 
 def _segment(identifier: str) -> str:

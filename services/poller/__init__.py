@@ -1,0 +1,1 @@
+"""Tradecloud poller: orders and shipments changed after a durable cursor, into RabbitMQ."""

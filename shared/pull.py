@@ -1,0 +1,134 @@
+"""The loop every pull service runs per stream: hold the lease, drain, wait, repeat.
+
+Shared by the Tradecloud poller and the Apicbase fetcher, which differ only in
+what one drain does. A drain either finishes (its cursor or marks committed)
+or raises; this loop turns the error into an outcome label, backs off, and
+tries again, so one bad minute upstream or at the broker never kills the
+service. Only ``ConfigurationError`` is fatal.
+
+``--once`` mode drains each stream once and reports whether all succeeded
+(exit status for cron and tests); loop mode runs until ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+from shared.errors import (
+    ConfigurationError,
+    LeaseLost,
+    RetryableError,
+    StateUnavailable,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from shared.logging import get_logger
+from shared.metrics import PullMetrics
+from shared.state.lease import LeaseKeeper
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The ``orderbridge_polls_total`` outcome label of a failed drain."""
+    if isinstance(exc, LeaseLost):
+        return "lease_lost"
+    if isinstance(exc, UpstreamUnavailable | UpstreamRejected):
+        return "upstream_error"
+    if isinstance(exc, StateUnavailable):
+        return "state_error"
+    if isinstance(exc, RetryableError):
+        return "broker_error"
+    return "crashed"
+
+
+async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None (work cancelled) once ``stop`` is set first."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def keep_pulling(
+    stream: str,
+    drain_once: Callable[[asyncio.Event], Awaitable[bool]],
+    *,
+    lease: LeaseKeeper,
+    metrics: PullMetrics,
+    stop: asyncio.Event,
+    interval: float,
+    once: bool,
+) -> bool:
+    """Run ``drain_once(stop)`` under ``lease`` every ``interval`` seconds.
+
+    ``drain_once`` returns True when it drained the backlog (False: stopped
+    early). Returns False in ``once`` mode when the drain failed.
+    """
+    failures = 0
+    try:
+        while not stop.is_set():
+            if not lease.held:
+                await until_stopped(lease.acquire(), stop)
+                if stop.is_set():
+                    break
+            try:
+                drained = await lease.run_while_held(lambda: drain_once(stop))
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                outcome = outcome_of(exc)
+                metrics.polls.labels(stream, outcome).inc()
+                log.error("drain failed", stream=stream, outcome=outcome, error=str(exc))
+                if outcome == "crashed":
+                    log.exception("unexpected error while draining", stream=stream)
+                if isinstance(exc, LeaseLost):
+                    await lease.release()
+                if once:
+                    return False
+                pause = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
+                failures += 1
+                await _sleep(min(pause, interval), stop)
+                continue
+            failures = 0
+            metrics.polls.labels(stream, "drained" if drained else "stopped").inc()
+            if once:
+                return drained
+            await _sleep(interval, stop)
+        return not once  # stopped before a --once drain finished
+    finally:
+        await lease.release()
+
+
+async def _sleep(seconds: float, stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM or SIGINT while inside the block."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
