@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "services.ingress.cli",
     "services.poller.cli",
+    "services.apicbase_fetcher.cli",
     "services.consumers.cli",
     "services.simulators.cli",
 )

@@ -1,0 +1,1 @@
+"""Apicbase fetcher: ORDERED purchase orders not yet fetched, into RabbitMQ, then marked."""
