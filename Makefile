@@ -42,6 +42,6 @@ unit:
 integration:
 	$(PYTHON) -m pytest tests/integration
 
-BENCHES ?= normalize publish simulator ingress state
+BENCHES ?= normalize publish simulator ingress state consumer poller
 bench:
 	for name in $(BENCHES); do $(PYTHON) -m bench.$$name || exit 1; done
