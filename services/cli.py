@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "services.apicbase_fetcher.cli",
     "services.consumers.cli",
     "services.simulators.cli",
+    "services.runner.cli",
 )
 
 
