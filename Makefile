@@ -21,10 +21,12 @@ typecheck:
 generate:
 	$(PYTHON) -m shared.schema.export
 	$(PYTHON) -m shared.broker.definitions
+	$(PYTHON) -m shared.dashboard
 
 check-generated:
 	$(PYTHON) -m shared.schema.export --check
 	$(PYTHON) -m shared.broker.definitions --check
+	$(PYTHON) -m shared.dashboard --check
 
 # Brokers and databases the tests talk to (real ones, never mocks).
 services:

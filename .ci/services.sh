@@ -47,3 +47,13 @@ if ! port_open 5432; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
   wait_port 5432 PostgreSQL
 fi
+
+# Deployment checks: promtool validates the alert rules, docker-compose (v1, no engine
+# needed) the compose file. Best effort: the tests say so and skip when they are missing.
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} for the deployment checks" >&2
+  apt_install "${missing[@]}" || echo "could not install ${missing[*]}; those checks will skip" >&2
+fi
