@@ -2,7 +2,12 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install lint format typecheck generate check-generated test unit integration bench services
+# The one command that runs the pipeline on a machine without Docker.
+run:
+	$(PIP) install --quiet -e .
+	$(PYTHON) -m services.cli run --demo
+
+.PHONY: run install lint format typecheck generate check-generated test unit integration bench services
 
 install:
 	$(PIP) install --quiet -e '.[dev]'
