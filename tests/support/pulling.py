@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from shared.schema.codec import decode_event
 from shared.schema.models import CanonicalEvent
@@ -22,7 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Collected:
-    """Everything published to ``orderbridge.events`` since the tap opened, decoded."""
+    """Everything published to ``orderbridge.events`` since the tap opened, decoded.
+
+    A consumer pushes into ``events`` as messages arrive (no polling round trips), so a
+    test sees progress as soon as the broker routes it.
+    """
 
     tap: EventTap
     events: list[CanonicalEvent] = field(default_factory=list)
@@ -33,27 +37,36 @@ class Collected:
         cls, connection: AbstractRobustConnection, pattern: str = "#"
     ) -> AsyncIterator[Collected]:
         tap = await EventTap.open(connection, pattern)
+        collected = cls(tap)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            collected.events.append(decode_event(message.body))
+
+        await tap.channel.set_qos(prefetch_count=1000)
+        await tap.queue.consume(on_message, no_ack=True)
         try:
-            yield cls(tap)
+            yield collected
         finally:
             await tap.close()
 
     async def take(self) -> list[CanonicalEvent]:
-        """Read what has arrived so far (non-blocking)."""
-        while (message := await self.tap.queue.get(no_ack=True, fail=False)) is not None:
-            self.events.append(decode_event(message.body))
+        """What has arrived so far."""
+        await asyncio.sleep(0)
         return self.events
+
+    async def arrived(self) -> int:
+        return len(self.events)
 
     async def until(
         self, done: Callable[[list[CanonicalEvent]], bool], within: float = 30.0
     ) -> list[CanonicalEvent]:
         deadline = time.monotonic() + within
-        while not done(await self.take()):
+        while not done(self.events):
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"condition not met within {within}s; {len(self.events)} events"
                 )
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
         return self.events
 
     def latest_versions(self, kind: str = "order") -> dict[str, int | None]:

@@ -162,14 +162,22 @@ async def test_sigkill_between_publish_and_commit_leaves_no_gap(
     db = tmp_path / "state.db"
     async with running_tradecloud(orders=3000, rate_limit=1000) as tradecloud:
         env = poller_env(amqp_url, f"sqlite:///{db}", tradecloud)
-        # 5 requests/s: the 30 pages take about 6 s, the kill comes after 3 of them.
+        # 5 requests/s: the 30 pages would take about 6 s. Once 300 events are confirmed,
+        # the next polls stall upstream, and the process is killed mid-backlog.
         slow = env | {"ORDERBRIDGE_TRADECLOUD_REQUESTS_PER_SECOND": "5"}
         process = await start_service("poller", "--once", "--stream", "orders", env=slow)
-        # Killed once part of the backlog is confirmed, before the drain commits.
-        await collected.until(lambda events: len(events) >= 300, within=60)
+        deadline = asyncio.get_running_loop().time() + 60
+        while await collected.arrived() < 300:
+            assert process.returncode is None and asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        tradecloud.simulator.inject(
+            Fault("delay", path="/v2/order-search/poll", count=1000, seconds=30)
+        )
+        await asyncio.sleep(0.5)
         process.send_signal(signal.SIGKILL)
         status, _ = await finish(process)
         assert status == -signal.SIGKILL
+        tradecloud.simulator.faults.clear()
         assert await cursor(db) is None, "the cursor moved before the backlog was drained"
         published_before_restart = len(await collected.take())
         assert published_before_restart < 3000

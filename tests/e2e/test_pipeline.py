@@ -1,0 +1,438 @@
+"""The whole pipeline as separate processes against the real RabbitMQ and PostgreSQL.
+
+Both simulators, ingress, poller, apicbase-fetcher and two consumer routes (one process
+each) run as ``orderbridge`` subprocesses. The scenario: 200 Tradecloud orders through
+their lifecycles, delivered by webhook *and* by polling (overlapping), including the
+supplier's own open requests (echoes, we integrate as the supplier); a flaky hop in
+front of ingress answers 503 to some first deliveries, which the simulator retries; 50
+Apicbase orders, half by signed webhook, half only through the API. Mid-run the orders
+consumer and the poller are killed with SIGKILL and restarted.
+
+Then: one ERP effect per idempotency key, the newest version of every order applied
+(unless that version only echoes our own open request), no echo applied, nothing dead-
+lettered or quarantined, every Apicbase order applied once and marked fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+
+from services.simulators.serving import serving
+from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
+from shared.normalize.tradecloud import normalize_polled_order
+from shared.schema.codec import decode_event
+from shared.schema.models import CanonicalEvent
+from tests.support.postgres import private_database
+from tests.support.pulling import start_service
+from tests.support.rabbit import list_queues
+
+pytestmark = pytest.mark.timeout(400)
+
+TC_USER, TC_PASSWORD = "integration@supplier.example", "tc-api-password"
+HOOK_USER, HOOK_PASSWORD = "tradecloud", "hook-password"
+APIC_SECRET, APIC_REFRESH = "e2e-apicbase-secret", "e2e-refresh"
+START = "2020-01-01T00:00:00.000Z"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Services:
+    """The orderbridge processes of the scenario, restartable by name."""
+
+    def __init__(self, envs: dict[str, tuple[list[str], dict[str, str]]]) -> None:
+        self.envs = envs
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self.logs: dict[str, list[str]] = {name: [] for name in envs}
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def start(self, name: str) -> None:
+        args, env = self.envs[name]
+        process = await start_service(args[0], *args[1:], env=env)
+        self.processes[name] = process
+        self._readers.append(asyncio.ensure_future(self._read(name, process)))
+
+    async def _read(self, name: str, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        while line := await process.stderr.readline():
+            self.logs[name].append(line.decode(errors="replace"))
+
+    async def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+    def alive(self) -> None:
+        for name, process in self.processes.items():
+            assert process.returncode is None, f"{name} died: {''.join(self.logs[name][-30:])}"
+
+    async def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.processes.items():
+            try:
+                async with asyncio.timeout(20):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+                raise AssertionError(f"{name} did not stop on SIGTERM") from None
+        for reader in self._readers:
+            reader.cancel()
+
+
+async def flaky_hop(target: str) -> AsyncIterator[str]:
+    """Forwards webhooks to ingress; the first delivery of every 25th body gets 503.
+
+    The simulator delivers in order per endpoint and waits 0.5 s before a retry, as
+    Tradecloud does, so a higher share would mostly measure that wait.
+    """
+    seen: set[str] = set()
+    count = 0
+    session = aiohttp.ClientSession()
+
+    async def forward(request: web.Request) -> web.Response:
+        nonlocal count
+        body = await request.read()
+        digest = hashlib.sha256(body).hexdigest()
+        count += 1
+        if digest not in seen and count % 25 == 0:
+            seen.add(digest)
+            return web.json_response({"error": "flaky"}, status=503)
+        seen.add(digest)
+        async with session.request(
+            request.method,
+            target + request.path_qs,
+            data=body,
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+        ) as answer:
+            return web.Response(body=await answer.read(), status=answer.status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    try:
+        async with serving(app, "127.0.0.1", 0) as url:
+            yield url
+    finally:
+        await session.close()
+
+
+async def wait_for(what: str, check: Any, within: float, services: Services) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        services.alive()
+        result = await check()
+        if result is True:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {within}s: {result}")
+        await asyncio.sleep(0.5)
+
+
+def count_files(inbox: Path) -> int:
+    return sum(1 for _ in inbox.rglob("*.json"))
+
+
+def applied(inbox: Path) -> list[CanonicalEvent]:
+    return [decode_event(path.read_bytes()) for path in sorted(inbox.rglob("*.json"))]
+
+
+async def current_orders(url: str) -> list[Any]:
+    settings = TradecloudSettings(
+        tradecloud_api_url=url,
+        tradecloud_username=TC_USER,
+        tradecloud_password=SecretStr(TC_PASSWORD),
+    )
+    documents: list[Any] = []
+    async with TradecloudClient(settings) as client:
+        while True:
+            page = await client.poll_orders(START, offset=len(documents))
+            documents += page.data
+            if page.exhausted:
+                return documents
+
+
+async def test_the_whole_pipeline_survives_overlap_echoes_retries_and_kill_9(
+    tmp_path: Path, amqp_url: str, vhost: str
+) -> None:
+    tc_port, ab_port, ingress_port = free_port(), free_port(), free_port()
+    suffix = uuid.uuid4().hex[:6]
+    inbox = tmp_path / "inbox"
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        f"""
+[[routes]]
+name = "e2e-orders-{suffix}"
+bindings = ["tradecloud.order.#", "apicbase.order.#"]
+shards = 2
+retry_delays = [1, 2]
+[routes.adapter]
+type = "file"
+path = "{inbox / "orders"}"
+
+[[routes]]
+name = "e2e-shipments-{suffix}"
+bindings = ["tradecloud.shipment.#"]
+shards = 1
+retry_delays = [1, 2]
+[routes.adapter]
+type = "file"
+path = "{inbox / "shipments"}"
+"""
+    )
+    tc_url = f"http://127.0.0.1:{tc_port}"
+    ab_url = f"http://127.0.0.1:{ab_port}"
+    ingress = f"http://127.0.0.1:{ingress_port}"
+
+    async with private_database("orderbridge_e2e") as database:
+        common = {
+            "ORDERBRIDGE_AMQP_URL": amqp_url,
+            "ORDERBRIDGE_STATE_URL": database,
+            "ORDERBRIDGE_TRADECLOUD_ROLE": "supplier",
+            "ORDERBRIDGE_ECHO_POLICY": "own-open-requests",
+            "ORDERBRIDGE_TRADECLOUD_API_URL": f"{tc_url}/v2",
+            "ORDERBRIDGE_TRADECLOUD_USERNAME": TC_USER,
+            "ORDERBRIDGE_TRADECLOUD_PASSWORD": TC_PASSWORD,
+            "ORDERBRIDGE_METRICS_PORT": "0",
+        }
+        async with serving_flaky(ingress) as hop:
+            services = Services(
+                {
+                    "tradecloud-sim": (
+                        [
+                            "simulate",
+                            "tradecloud",
+                            "--port",
+                            str(tc_port),
+                            "--orders",
+                            "0",
+                            "--username",
+                            TC_USER,
+                            "--password",
+                            TC_PASSWORD,
+                            "--webhook-orders-url",
+                            f"{hop}/webhooks/tradecloud/orders",
+                            "--webhook-documents-url",
+                            f"{hop}/webhooks/tradecloud/orders",
+                            "--webhook-shipments-url",
+                            f"{hop}/webhooks/tradecloud/shipments",
+                            "--webhook-username",
+                            HOOK_USER,
+                            "--webhook-password",
+                            HOOK_PASSWORD,
+                            "--webhook-max-backoff",
+                            "1",
+                        ],
+                        {},
+                    ),
+                    "apicbase-sim": (
+                        [
+                            "simulate",
+                            "apicbase",
+                            "--port",
+                            str(ab_port),
+                            "--orders",
+                            "0",
+                            "--client-secret",
+                            APIC_SECRET,
+                            "--refresh-token",
+                            APIC_REFRESH,
+                            "--webhook-url",
+                            f"{ingress}/webhooks/apicbase/orders",
+                        ],
+                        {},
+                    ),
+                    "ingress": (
+                        ["ingress", "--port", str(ingress_port)],
+                        common
+                        | {
+                            "ORDERBRIDGE_TRADECLOUD_WEBHOOK_USERNAME": HOOK_USER,
+                            "ORDERBRIDGE_TRADECLOUD_WEBHOOK_PASSWORD": HOOK_PASSWORD,
+                            "ORDERBRIDGE_APICBASE_WEBHOOK_SECRET": APIC_SECRET,
+                        },
+                    ),
+                    "poller": (
+                        ["poller"],
+                        common
+                        | {
+                            "ORDERBRIDGE_POLL_START": START,
+                            "ORDERBRIDGE_POLL_INTERVAL_SECONDS": "1",
+                            "ORDERBRIDGE_POLL_LEASE_SECONDS": "3",
+                        },
+                    ),
+                    "fetcher": (
+                        ["apicbase-fetcher"],
+                        common
+                        | {
+                            "ORDERBRIDGE_APICBASE_API_URL": ab_url,
+                            "ORDERBRIDGE_APICBASE_CLIENT_ID": "orderbridge",
+                            "ORDERBRIDGE_APICBASE_CLIENT_SECRET": APIC_SECRET,
+                            "ORDERBRIDGE_APICBASE_REFRESH_TOKEN": APIC_REFRESH,
+                            "ORDERBRIDGE_APICBASE_FETCH_INTERVAL_SECONDS": "1",
+                            "ORDERBRIDGE_APICBASE_FETCH_LEASE_SECONDS": "3",
+                        },
+                    ),
+                    "orders-consumer": (
+                        ["consumer", "--route", f"e2e-orders-{suffix}"],
+                        common | {"ORDERBRIDGE_CONSUMER_CONFIG": str(routes)},
+                    ),
+                    "shipments-consumer": (
+                        ["consumer", "--route", f"e2e-shipments-{suffix}"],
+                        common | {"ORDERBRIDGE_CONSUMER_CONFIG": str(routes)},
+                    ),
+                }
+            )
+            try:
+                for name in services.envs:
+                    await services.start(name)
+                async with aiohttp.ClientSession() as http:
+                    await run_scenario(http, services, tc_url, ab_url, ingress, vhost)
+                    await wait_until_settled(http, services, tc_url, ab_url, vhost, inbox)
+                    await check_outcome(http, tc_url, ab_url, inbox, vhost, suffix)
+            finally:
+                await services.stop_all()
+
+
+serving_flaky = asynccontextmanager(flaky_hop)
+
+
+async def ready(http: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as answer:
+            return answer.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Any:
+    async with http.post(url, json=body) as answer:
+        assert answer.status < 300, await answer.text()
+        return await answer.json()
+
+
+async def run_scenario(
+    http: aiohttp.ClientSession,
+    services: Services,
+    tc_url: str,
+    ab_url: str,
+    ingress: str,
+    vhost: str,
+) -> None:
+    for url in (f"{tc_url}/_control/state", f"{ab_url}/_control/state", f"{ingress}/readyz"):
+        await wait_for(url, lambda url=url: ready(http, url), 60, services)
+    await post(http, f"{tc_url}/_control/orders", {"count": 200})
+    await post(http, f"{ab_url}/_control/orders", {"count": 25, "via": "webhook"})
+    await post(http, f"{ab_url}/_control/orders", {"count": 25, "via": "api"})
+    for round_ in range(8):
+        await post(http, f"{tc_url}/_control/advance", {"count": 50})
+        await asyncio.sleep(0.4)
+        if round_ == 3:  # mid-run: the orders consumer and the poller die hard
+            await services.kill("orders-consumer")
+            await services.kill("poller")
+            await asyncio.sleep(1)
+            await services.start("orders-consumer")
+            await services.start("poller")
+
+
+async def wait_until_settled(
+    http: aiohttp.ClientSession,
+    services: Services,
+    tc_url: str,
+    ab_url: str,
+    vhost: str,
+    inbox: Path,
+) -> None:
+    async def webhooks_delivered() -> bool | str:
+        async with http.get(f"{tc_url}/_control/state") as answer:
+            state = await answer.json()
+        by_state = state["deliveries_by_state"]
+        return True if by_state["pending"] == 0 and by_state["delivered"] > 0 else str(by_state)
+
+    async def apicbase_fetched() -> bool | str:
+        async with http.get(f"{ab_url}/_control/state") as answer:
+            state = await answer.json()
+        return True if state["fetched"] == 50 else str(state)
+
+    async def quiet() -> bool | str:
+        """Queues empty and the inbox unchanged for a few seconds (poller caught up)."""
+        before = count_files(inbox)
+        await asyncio.sleep(3)
+        busy = [
+            row
+            for row in list_queues(vhost, "name", "messages")
+            if row[0].startswith("orderbridge.route.e2e")
+            and row[1] != "0"
+            and not row[0].endswith("dead-letter")
+        ]
+        after = count_files(inbox)
+        return True if not busy and before == after and after > 0 else f"{busy} {before}->{after}"
+
+    started = time.monotonic()
+    await wait_for("webhooks delivered", webhooks_delivered, 120, services)
+    print(f"webhooks delivered after {time.monotonic() - started:.1f}s")
+    await wait_for("apicbase orders fetched", apicbase_fetched, 60, services)
+    print(f"apicbase fetched after {time.monotonic() - started:.1f}s")
+    await wait_for("pipeline quiet", quiet, 120, services)
+    print(f"quiet after {time.monotonic() - started:.1f}s")
+
+
+async def check_outcome(
+    http: aiohttp.ClientSession, tc_url: str, ab_url: str, inbox: Path, vhost: str, suffix: str
+) -> None:
+    events = applied(inbox)
+    keys = Counter(e.idempotency_key for e in events)
+    assert [k for k, n in keys.items() if n > 1] == [], "an effect was applied twice"
+
+    orders = [e for e in events if e.source == "tradecloud" and e.kind == "order"]
+    assert not [e.event_id for e in orders if e.echo is not None and e.echo.all_changed_lines_echo]
+    newest: dict[str, int] = {}
+    for event in orders:
+        newest[event.document_id] = max(newest.get(event.document_id, 0), event.version or 0)
+    documents = await current_orders(f"{tc_url}/v2")
+    assert len(documents) == 200
+    missing = []
+    for document in documents:
+        final = normalize_polled_order(
+            document,
+            received_at=orders[0].received_at,
+            role="supplier",
+            echo_policy="own-open-requests",
+        )
+        if newest.get(final.document_id) != final.version and not any(
+            line.echo for line in (final.order.lines if final.order else [])
+        ):
+            missing.append((final.document_id, newest.get(final.document_id), final.version))
+    assert missing == [], f"newest versions not applied: {missing[:10]}"
+    channels = Counter(e.channel for e in orders)
+    print(f"applied: {len(events)} events, order channels {dict(channels)}")
+    assert channels["webhook"] > 0 and channels["poll"] >= 0
+
+    apicbase = [e for e in events if e.source == "apicbase"]
+    assert len(apicbase) == 50 and len({e.document_id for e in apicbase}) == 50
+    async with http.get(f"{ab_url}/_control/state") as answer:
+        state = await answer.json()
+    assert state["fetched"] == 50 and state["viewed"] == 0
+
+    queues = {row[0]: int(row[1]) for row in list_queues(vhost, "name", "messages")}
+    assert queues[f"orderbridge.route.e2e-orders-{suffix}.dead-letter"] == 0
+    assert queues[f"orderbridge.route.e2e-shipments-{suffix}.dead-letter"] == 0
+    assert queues.get("orderbridge.invalid", 0) == 0
