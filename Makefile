@@ -49,6 +49,6 @@ unit:
 integration:
 	$(PYTHON) -m pytest tests/integration
 
-BENCHES ?= normalize publish simulator ingress state consumer poller
+BENCHES ?= normalize publish simulator ingress state consumer poller e2e
 bench:
 	for name in $(BENCHES); do $(PYTHON) -m bench.$$name || exit 1; done
