@@ -73,7 +73,7 @@ async def bare(url: str, rate: float, seconds: float) -> list[float]:
         if len(latencies) >= total:
             done.set()
 
-    await queue.consume(on_message)
+    tag = await queue.consume(on_message)
     start = loop.time() + 0.1
 
     async def one(i: int) -> None:
@@ -92,6 +92,7 @@ async def bare(url: str, rate: float, seconds: float) -> list[float]:
 
     await asyncio.gather(*(one(i) for i in range(total)))
     await asyncio.wait_for(done.wait(), 60)
+    await queue.cancel(tag)
     await queue.delete(if_unused=False, if_empty=False)
     await connection.close()
     return latencies

@@ -15,26 +15,115 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from shared.broker.connection import connect, declare_topology
+from shared.broker.publisher import RabbitPublisher
+from shared.broker.quarantine import BrokerQuarantine
+from shared.broker.topology import DEAD_LETTER_EXCHANGE
 from shared.errors import (
     ConfigurationError,
     LeaseLost,
+    OrderbridgeError,
     RetryableError,
     StateUnavailable,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from shared.logging import get_logger
-from shared.metrics import PullMetrics
+from shared.logging import configure_logging, get_logger
+from shared.metrics import PublisherMetrics, PullMetrics, new_registry
+from shared.ops import start_ops_server
+from shared.settings import BrokerSettings, LogSettings, StateSettings
+from shared.state import open_state_store
 from shared.state.lease import LeaseKeeper
+from shared.state.port import StateStore
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
 
 ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+STARTUP_WAIT_SECONDS = 30.0
+"""How long a pull service waits for RabbitMQ and the state store at start."""
+
+
+@dataclass
+class PullRuntime:
+    """What every pull service works with, opened and closed by ``pull_runtime``."""
+
+    registry: CollectorRegistry
+    metrics: PullMetrics
+    store: StateStore
+    connection: AbstractRobustConnection
+    publisher: RabbitPublisher
+    quarantine: BrokerQuarantine
+
+    def trouble_counter(self, upstream: str) -> Callable[[str], None]:
+        """The API client's ``on_trouble``: counts failed attempts by kind."""
+        return lambda kind: self.metrics.upstream_errors.labels(upstream, kind).inc()
+
+    async def serve_ops(self, host: str, port: int) -> Any:
+        """/healthz, /readyz, /metrics in the background (closed with the runtime)."""
+        return await start_ops_server(
+            self.registry, self.publisher.not_ready_reason, host=host, port=port
+        )
+
+
+@contextlib.asynccontextmanager
+async def pull_runtime(
+    service: str, *, source: str, broker: BrokerSettings, state: StateSettings
+) -> AsyncIterator[PullRuntime]:
+    """State store, broker connection, topology, confirmed publisher and quarantine."""
+    registry = new_registry()
+    store = await open_state_store(
+        state.state_url.get_secret_value(), wait_seconds=STARTUP_WAIT_SECONDS
+    )
+    try:
+        connection = await connect(broker, name=service, wait_seconds=STARTUP_WAIT_SECONDS)
+        try:
+            await declare_topology(connection, broker.topology())
+            publisher = await RabbitPublisher.open(
+                connection, broker, metrics=PublisherMetrics(registry)
+            )
+            dead_letters = await RabbitPublisher.open(
+                connection, broker, exchange=DEAD_LETTER_EXCHANGE
+            )
+            yield PullRuntime(
+                registry,
+                PullMetrics(registry),
+                store,
+                connection,
+                publisher,
+                BrokerQuarantine(dead_letters, source=source),
+            )
+            await publisher.close()
+            await dead_letters.close()
+        finally:
+            await connection.close()
+    finally:
+        await store.close()
+
+
+def run_service(service: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run a pull service's ``main`` and turn its failure into an exit status.
+
+    2: configuration (missing or invalid settings); 1: it failed while running.
+    """
+    configure_logging(LogSettings(), service=service)
+    try:
+        return asyncio.run(main())
+    except (ConfigurationError, ValidationError) as exc:
+        log.error(f"cannot start {service}", reason=str(exc))
+        return 2
+    except OrderbridgeError as exc:
+        log.error(f"{service} failed", reason=str(exc))
+        return 1
 
 
 def outcome_of(exc: BaseException) -> str:

@@ -15,31 +15,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from services.poller.drain import Stream, drain
 from services.poller.progress import PollObserver
 from services.poller.settings import PollerSettings, StreamName
-from shared.broker.connection import connect, declare_topology
-from shared.broker.publisher import RabbitPublisher
-from shared.broker.quarantine import BrokerQuarantine
-from shared.broker.topology import DEAD_LETTER_EXCHANGE
 from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
-from shared.errors import ConfigurationError, OrderbridgeError
-from shared.logging import configure_logging, get_logger
-from shared.metrics import PublisherMetrics, PullMetrics, new_registry
+from shared.errors import ConfigurationError
+from shared.logging import get_logger
 from shared.normalize.tradecloud import normalize_polled_order, normalize_polled_shipment
-from shared.ops import start_ops_server
-from shared.pull import keep_pulling, stop_on_signals
+from shared.pull import PullRuntime, keep_pulling, pull_runtime, run_service, stop_on_signals
 from shared.schema.models import CanonicalEvent
-from shared.settings import BrokerSettings, LogSettings, StateSettings
-from shared.state import open_state_store
+from shared.settings import BrokerSettings, StateSettings
 from shared.state.lease import LeaseKeeper
 from shared.state.port import StateStore
 
 log = get_logger("services.poller")
-
-STARTUP_WAIT_SECONDS = 30.0
 
 
 def build_streams(
@@ -100,121 +89,106 @@ async def serve(
     state = state or StateSettings()
     tradecloud = tradecloud or TradecloudSettings()
     settings.role()  # fail fast on configuration
-    registry = new_registry()
-    metrics = PullMetrics(registry)
-    store = await open_state_store(
-        state.state_url.get_secret_value(), wait_seconds=STARTUP_WAIT_SECONDS
-    )
-    connection = await connect(broker, name="poller", wait_seconds=STARTUP_WAIT_SECONDS)
-    client = TradecloudClient(
-        tradecloud,
-        on_trouble=lambda kind: metrics.upstream_errors.labels("tradecloud", kind).inc(),
-    )
-    ops = None
-    try:
-        await declare_topology(connection, broker.topology())
-        publisher = await RabbitPublisher.open(
-            connection, broker, metrics=PublisherMetrics(registry)
-        )
-        quarantine = BrokerQuarantine(
-            await RabbitPublisher.open(connection, broker, exchange=DEAD_LETTER_EXCHANGE),
-            source="tradecloud",
-        )
-        streams = build_streams(settings, client, names or settings.poll_streams)
-        for stream in streams:  # fail fast: a first run needs ORDERBRIDGE_POLL_START
-            await first_cursor(store, stream, settings)
-        if settings.metrics_port and not once:
-            ops = await start_ops_server(
-                registry,
-                publisher.not_ready_reason,
-                host=settings.metrics_host,
-                port=settings.metrics_port,
+    async with pull_runtime("poller", source="tradecloud", broker=broker, state=state) as rt:
+        client = TradecloudClient(tradecloud, on_trouble=rt.trouble_counter("tradecloud"))
+        ops = None
+        try:
+            streams = build_streams(settings, client, names or settings.poll_streams)
+            for stream in streams:  # fail fast: a first run needs ORDERBRIDGE_POLL_START
+                await first_cursor(rt.store, stream, settings)
+            if settings.metrics_port and not once:
+                ops = await rt.serve_ops(settings.metrics_host, settings.metrics_port)
+            observer = PollObserver(rt.metrics, progress=progress)
+            stop = asyncio.Event()
+            log.info(
+                "poller started",
+                streams=[stream.name for stream in streams],
+                mode="once" if once else f"every {settings.poll_interval_seconds:g}s",
+                role=settings.tradecloud_role,
+                echo_policy=settings.echo_policy,
+                api=tradecloud.tradecloud_api_url,
+                broker=broker.redacted_url(),
+                state=state.redacted_url(),
             )
-        observer = PollObserver(metrics, progress=progress)
-        stop = asyncio.Event()
-
-        async def run(stream: Stream) -> bool:
-            keeper = LeaseKeeper(
-                store,
-                f"poller:{stream.name}",
-                ttl=settings.poll_lease_seconds,
-                on_change=lambda held: metrics.lease_held.labels(stream.name).set(int(held)),
-            )
-
-            async def commit(cursor: str) -> None:
-                keeper.ensure_held()
-                await store.set_cursor(stream.name, cursor)
-                observer.committed(stream, cursor)
-
-            async def drain_once(stop: asyncio.Event) -> bool:
-                cursor = await first_cursor(store, stream, settings)
-                observer.committed(stream, cursor)
-                result = await drain(
-                    stream,
-                    cursor,
-                    sink=publisher,
-                    commit=commit,
-                    quarantine=quarantine,
-                    observer=observer,
-                    stop=stop,
+            with stop_on_signals(stop), observer:
+                results = await asyncio.gather(
+                    *(
+                        poll_stream(stream, rt, settings, observer, stop=stop, once=once)
+                        for stream in streams
+                    )
                 )
-                log.info(
-                    "poll finished",
-                    stream=stream.name,
-                    drained=result.drained,
-                    pages=result.pages,
-                    published=result.published,
-                    quarantined=result.quarantined,
-                    restarts=result.restarts,
-                    cursor=result.cursor_after,
-                )
-                return result.drained
+            return 0 if all(results) else 1
+        finally:
+            if ops is not None:
+                await ops.cleanup()
+            await client.close()
 
-            return await keep_pulling(
-                stream.name,
-                drain_once,
-                lease=keeper,
-                metrics=metrics,
-                stop=stop,
-                interval=settings.poll_interval_seconds,
-                once=once,
-            )
 
+async def poll_stream(
+    stream: Stream,
+    rt: PullRuntime,
+    settings: PollerSettings,
+    observer: PollObserver,
+    *,
+    stop: asyncio.Event,
+    once: bool,
+) -> bool:
+    """One stream under its lease: drain, commit, wait, repeat (or once)."""
+    keeper = LeaseKeeper(
+        rt.store,
+        f"poller:{stream.name}",
+        ttl=settings.poll_lease_seconds,
+        on_change=lambda held: rt.metrics.lease_held.labels(stream.name).set(int(held)),
+    )
+
+    async def commit(cursor: str) -> None:
+        keeper.ensure_held()
+        await rt.store.set_cursor(stream.name, cursor)
+        observer.committed(stream, cursor)
+
+    async def drain_once(stop: asyncio.Event) -> bool:
+        cursor = await first_cursor(rt.store, stream, settings)
+        observer.committed(stream, cursor)
+        result = await drain(
+            stream,
+            cursor,
+            sink=rt.publisher,
+            commit=commit,
+            quarantine=rt.quarantine,
+            observer=observer,
+            stop=stop,
+        )
         log.info(
-            "poller started",
-            streams=[stream.name for stream in streams],
-            mode="once" if once else f"every {settings.poll_interval_seconds:g}s",
-            role=settings.tradecloud_role,
-            echo_policy=settings.echo_policy,
-            api=tradecloud.tradecloud_api_url,
-            broker=broker.redacted_url(),
-            state=state.redacted_url(),
+            "poll finished",
+            stream=stream.name,
+            drained=result.drained,
+            pages=result.pages,
+            published=result.published,
+            quarantined=result.quarantined,
+            restarts=result.restarts,
+            cursor=result.cursor_after,
         )
-        with stop_on_signals(stop), observer:
-            results = await asyncio.gather(*(run(stream) for stream in streams))
-        await publisher.close()
-        return 0 if all(results) else 1
-    finally:
-        if ops is not None:
-            await ops.cleanup()
-        await client.close()
-        await connection.close()
-        await store.close()
+        return result.drained
+
+    return await keep_pulling(
+        stream.name,
+        drain_once,
+        lease=keeper,
+        metrics=rt.metrics,
+        stop=stop,
+        interval=settings.poll_interval_seconds,
+        once=once,
+    )
 
 
 def run(
     *, once: bool = False, streams: Sequence[StreamName] | None = None, progress: bool = False
 ) -> int:
     """Build settings from the environment and poll (until SIGTERM, or once)."""
-    configure_logging(LogSettings(), service="poller")
-    try:
-        return asyncio.run(serve(PollerSettings(), once=once, names=streams, progress=progress))
-    except (ConfigurationError, ValidationError) as exc:
-        log.error("cannot start poller", reason=str(exc))
-        return 2
-    except OrderbridgeError as exc:
-        log.error("poller failed", reason=str(exc))
-        return 1
+    return run_service(
+        "poller",
+        lambda: serve(PollerSettings(), once=once, names=streams, progress=progress),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,9 +50,9 @@ from pydantic import Field, SecretStr
 from shared.clients.retry import (
     RetryableAnswer,
     TroubleObserver,
+    observed,
     retry_after_seconds,
     retry_hook,
-    trouble_kind,
 )
 from shared.errors import (
     ConfigurationError,
@@ -261,7 +261,7 @@ class ApicbaseClient:
         renewed = False
         with _unavailable_after_retries(f"{method} {path}"):
             async for attempt in self._retrying():
-                with attempt, self._observed():
+                with attempt, observed(self._on_trouble):
                     await self._save_pending()
                     token = await self._access_token()
                     status, headers, body = await self._send(method, path, token, params, payload)
@@ -273,16 +273,6 @@ class ApicbaseClient:
                         )
                     return self._answer(method, path, status, headers, body)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    @contextmanager
-    def _observed(self) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:
-            kind = trouble_kind(exc)
-            if kind is not None and self._on_trouble is not None:
-                self._on_trouble(kind)
-            raise
 
     def _answer(
         self, method: str, path: str, status: int, headers: Mapping[str, str], body: bytes

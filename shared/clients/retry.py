@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 
 import aiohttp
@@ -26,6 +27,18 @@ class RetryableAnswer(Exception):
         super().__init__(message)
         self.wait = wait
         self.status = status
+
+
+@contextmanager
+def observed(on_trouble: TroubleObserver | None) -> Iterator[None]:
+    """Tell ``on_trouble`` the kind of an attempt that failed with upstream trouble."""
+    try:
+        yield
+    except Exception as exc:
+        kind = trouble_kind(exc)
+        if kind is not None and on_trouble is not None:
+            on_trouble(kind)
+        raise
 
 
 def trouble_kind(exc: BaseException) -> str | None:

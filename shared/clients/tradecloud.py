@@ -21,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -34,9 +33,9 @@ from pydantic import Field, SecretStr
 from shared.clients.retry import (
     RetryableAnswer,
     TroubleObserver,
+    observed,
     retry_after_seconds,
     retry_hook,
-    trouble_kind,
 )
 from shared.errors import ConfigurationError, UpstreamRejected, UpstreamUnavailable
 from shared.logging import get_logger
@@ -197,7 +196,7 @@ class TradecloudClient:
         relogged = False
         try:
             async for attempt in self._attempts():
-                with attempt, self._observed():
+                with attempt, observed(self._on_trouble):
                     status, headers, body = await self._send(method, path, payload)
                     if status == 401 and not relogged:
                         relogged = True  # expired or revoked: log in again, once
@@ -211,16 +210,6 @@ class TradecloudClient:
                 f"Tradecloud {method} {path}: {type(exc).__name__}: {exc}", retry_after=30
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
-
-    @contextmanager
-    def _observed(self) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:
-            kind = trouble_kind(exc)
-            if kind is not None and self._on_trouble is not None:
-                self._on_trouble(kind)
-            raise
 
     def _answer(
         self, method: str, path: str, status: int, headers: Mapping[str, str], body: bytes

@@ -16,6 +16,7 @@ from services.poller.__main__ import serve
 from services.poller.settings import PollerSettings
 from services.simulators.faults import Fault
 from services.simulators.tradecloud.world import iso_ms
+from shared.clients.tradecloud import TradecloudClient
 from shared.normalize.tradecloud import normalize_order_webhook, normalize_polled_order
 from shared.settings import BrokerSettings, StateSettings
 from shared.state.sqlite import SqliteStateStore
@@ -248,3 +249,20 @@ async def test_a_first_run_without_a_start_refuses_to_guess(tmp_path: Path, amqp
         status, stderr = await finish(await start_service("poller", "--once", env=env))
         assert status == 2
         assert "ORDERBRIDGE_POLL_START" in stderr
+
+
+async def test_the_client_reports_each_kind_of_upstream_trouble() -> None:
+    async with running_tradecloud(orders=3, rate_limit=1000) as tradecloud:
+        sim = tradecloud.simulator
+        sim.inject(
+            Fault("status", path="/v2/order-search/poll", count=2, status=429, retry_after=0)
+        )
+        sim.inject(Fault("status", path="/v2/order-search/poll", count=1, status=503))
+        sim.inject(Fault("reset", path="/v2/order-search/poll"))
+        kinds: list[str] = []
+        async with TradecloudClient(
+            tradecloud.client_settings(tradecloud_requests_per_second=1000), on_trouble=kinds.append
+        ) as client:
+            page = await client.poll_orders(START)
+        assert len(page.data) == 3
+        assert sorted(kinds) == ["connection", "server_error", "throttled", "throttled"]
