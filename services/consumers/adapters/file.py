@@ -5,19 +5,32 @@ folder), so an ERP import job never sees half a file, and named
 
     <applied at, UTC µs>--<source>--<kind>--<document number>--v<version>--<event id>.json
 
-so the job can process them in application order (sort by name) and dedupe on
-(source, document number, version, event id). With ``csv = true`` a
-``.lines.csv`` file with one row per applied line is written beside it (first,
-so the JSON's appearance means both are complete).
+so the job can process them in application order (sort by name). With
+``csv = true`` a ``.lines.csv`` file with one row per applied line is written
+beside it (first, so the JSON's appearance means both are complete).
+
+**Exactly once across crashes.** The route records an event in its ledger only
+after the adapter returned, so a consumer killed between the two gets the event
+again. A folder cannot share a transaction with the ledger, so the adapter keeps
+its own write-ahead notes in ``.orderbridge-intents/``: before an event's file
+is written, a note named by a hash of its idempotency key, holding the file
+name, is made durable. Applying an event whose note exists writes nothing when
+the noted file is there, and writes exactly that file when it is not (the crash
+came between the note and the file). Notes older than ``intent_days`` are
+pruned at start: by then the ledger long holds the key. (An import job that
+removes a file within the milliseconds between its write and the ledger record,
+with a crash in that same window, would see it twice: that window is the limit.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import os
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,15 +59,35 @@ CSV_COLUMNS = (
 )
 
 
+INTENTS = ".orderbridge-intents"
+
+
 class FileAdapter:
-    def __init__(self, path: str, csv: bool = False, fsync: bool = True) -> None:
+    def __init__(
+        self, path: str, csv: bool = False, fsync: bool = True, intent_days: float = 7.0
+    ) -> None:
         self.path = Path(path)
         self.csv = csv
         self.fsync = fsync
+        self.intent_days = intent_days
+        self.intents = self.path / INTENTS
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.intents.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(f"file adapter: cannot create {self.path}: {exc}") from None
+
+    async def start(self) -> None:
+        """Prune write-ahead notes the ledger has long made unnecessary."""
+        await asyncio.to_thread(self._prune)
+
+    def _prune(self) -> None:
+        horizon = time.time() - self.intent_days * 86400
+        for note in self.intents.iterdir():
+            try:
+                if note.stat().st_mtime < horizon:
+                    note.unlink()
+            except FileNotFoundError:
+                continue
 
     async def apply(self, item: Application) -> None:
         try:
@@ -70,19 +103,64 @@ class FileAdapter:
         return None
 
     def _write_many(self, items: list[Application]) -> list[BaseException | None]:
-        results: list[BaseException | None] = []
-        for item in items:
+        """Notes for the whole round first (one folder sync), then the files (one more)."""
+        results: list[BaseException | None] = [None] * len(items)
+        names: list[str | None] = [None] * len(items)
+        for index, item in enumerate(items):
             try:
-                self._write(item, sync_folder=False)
-                results.append(None)
+                names[index] = self._intend(item)
             except OSError as exc:
-                results.append(RetryableError(f"file adapter: {exc}", retry_after=30))
-        if self.fsync and any(result is None for result in results):
+                results[index] = RetryableError(f"file adapter: {exc}", retry_after=30)
+        if self.fsync and any(name is not None for name in names):
             try:
-                self._sync_folder()
+                self._sync(self.intents)
+            except OSError as exc:
+                return [RetryableError(f"file adapter: {exc}", retry_after=30) for _ in items]
+        for index, (item, name) in enumerate(zip(items, names, strict=True)):
+            if name is None:
+                continue
+            try:
+                self._materialize(item, name)
+            except OSError as exc:
+                results[index] = RetryableError(f"file adapter: {exc}", retry_after=30)
+        if self.fsync and any(name is not None for name in names):
+            try:
+                self._sync(self.path)
             except OSError as exc:  # nothing of this round is durable: all retry
                 return [RetryableError(f"file adapter: {exc}", retry_after=30) for _ in items]
         return results
+
+    def _write(self, item: Application) -> None:
+        name = self._intend(item)
+        if name is None:
+            return
+        if self.fsync:
+            self._sync(self.intents)
+        self._materialize(item, name)
+        if self.fsync:
+            self._sync(self.path)
+
+    def _intend(self, item: Application) -> str | None:
+        """The file name to write for ``item``, or None when its file is already there.
+
+        A new name is noted durably (once the intents folder is synced) before use.
+        """
+        digest = hashlib.sha256(item.event.idempotency_key.encode()).hexdigest()[:40]
+        note = self.intents / digest
+        try:
+            name = note.read_text().strip()
+        except FileNotFoundError:
+            name = ""
+        if name:
+            return None if (self.path / name).exists() else name
+        name = self.file_name(item, datetime.now(UTC))
+        self._atomic_in(self.intents, digest, name.encode())
+        return name
+
+    def _materialize(self, item: Application, name: str) -> None:
+        if self.csv and item.event.order is not None:
+            self._atomic(name.removesuffix(".json") + ".lines.csv", _lines_csv(item))
+        self._atomic(name, item.effective_body)
 
     def file_name(self, item: Application, applied_at: datetime) -> str:
         event = item.event
@@ -96,30 +174,25 @@ class FileAdapter:
         )
         return "--".join(parts) + ".json"
 
-    def _write(self, item: Application, *, sync_folder: bool = True) -> None:
-        name = self.file_name(item, datetime.now(UTC))
-        if self.csv and item.event.order is not None:
-            self._atomic(name.removesuffix(".json") + ".lines.csv", _lines_csv(item))
-        self._atomic(name, item.effective_body)
-        if self.fsync and sync_folder:
-            self._sync_folder()
-
-    def _sync_folder(self) -> None:
-        """Make the renames durable (a rename lives in the folder's own data)."""
-        descriptor = os.open(self.path, os.O_RDONLY)
+    def _sync(self, folder: Path) -> None:
+        """Make the renames in ``folder`` durable (a rename lives in the folder's own data)."""
+        descriptor = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
 
     def _atomic(self, name: str, data: bytes) -> None:
-        temporary = self.path / f".{name}.tmp"
+        self._atomic_in(self.path, name, data)
+
+    def _atomic_in(self, folder: Path, name: str, data: bytes) -> None:
+        temporary = folder / f".{name}.tmp"
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
             if self.fsync:
                 os.fsync(handle.fileno())
-        os.replace(temporary, self.path / name)
+        os.replace(temporary, folder / name)
 
 
 def _lines_csv(item: Application) -> bytes:
