@@ -197,3 +197,20 @@ def test_docker_compose_validates_the_file() -> None:
             check=False,
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_the_boot_definitions_carry_the_deployment_user() -> None:
+    """A node importing definitions at boot creates no default user (rabbitmq-server#4904)."""
+    import base64
+    import hashlib
+    import json
+
+    committed = json.loads((REPO / "deploy/rabbitmq/definitions.json").read_text())
+    [user] = committed["users"]
+    assert user["name"] == "guest" and user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+    raw = base64.b64decode(user["password_hash"])
+    salt, digest = raw[:4], raw[4:]
+    assert hashlib.sha256(salt + b"guest").digest() == digest
+    assert committed["permissions"] == [
+        {"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}
+    ]
