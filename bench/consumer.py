@@ -33,6 +33,7 @@ from services.consumers.runner import RouteRunner
 from services.consumers.topology import route_topology, shard_queue
 from shared.broker.connection import connect, declare_topology
 from shared.broker.publisher import RabbitPublisher
+from shared.gc_tuning import tune_for_throughput
 from shared.metrics import new_registry
 from shared.settings import BrokerSettings
 from shared.state import open_state_store
@@ -116,6 +117,7 @@ async def through_route(
 
 
 async def main(events: int) -> None:
+    tune_for_throughput()  # as `orderbridge consumer` does at start (bare loop benefits too)
     work = Path(tempfile.mkdtemp(prefix="orderbridge-bench-consumer-"))
     try:
         with private_vhost("orderbridge-bench") as url:

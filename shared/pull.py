@@ -36,6 +36,7 @@ from shared.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from shared.gc_tuning import tune_for_throughput
 from shared.logging import configure_logging, get_logger
 from shared.metrics import PublisherMetrics, PullMetrics, new_registry
 from shared.ops import start_ops_server
@@ -116,6 +117,7 @@ def run_service(service: str, main: Callable[[], Coroutine[Any, Any, int]]) -> i
     2: configuration (missing or invalid settings); 1: it failed while running.
     """
     configure_logging(LogSettings(), service=service)
+    tune_for_throughput()  # here, not in pull_runtime: tests open runtimes in-process
     try:
         return asyncio.run(main())
     except (ConfigurationError, ValidationError) as exc:

@@ -16,6 +16,7 @@ from services.consumers.runner import RouteRunner
 from services.consumers.settings import ConsumerSettings
 from shared.broker.connection import connect, declare_topology
 from shared.errors import ConfigurationError
+from shared.gc_tuning import tune_for_throughput
 from shared.logging import get_logger
 from shared.metrics import new_registry
 from shared.ops import start_ops_server
@@ -77,6 +78,7 @@ async def run(
             ops = await start_ops_server(
                 registry, ready, host=settings.metrics_host, port=settings.metrics_port
             )
+        tune_for_throughput()
         for runner in runners:
             await runner.start()
         stop = _signalled()

@@ -9,7 +9,6 @@ confirm or deadline, then the listener closes and the process exits 0.
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from shared.broker.connection import connect, declare_topology
 from shared.broker.publisher import RabbitPublisher
 from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
 from shared.errors import ConfigurationError, OrderbridgeError
+from shared.gc_tuning import tune_for_throughput
 from shared.logging import configure_logging, get_logger
 from shared.metrics import PublisherMetrics, new_registry
 from shared.settings import BrokerSettings, LogSettings
@@ -89,10 +89,7 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
             metrics=IngressMetrics(registry),
         )
         app = create_app(deps)
-        # Everything allocated so far (modules, pydantic schemas, the app) lives as
-        # long as the process: keep it out of the collector's scans, so a full
-        # collection under load does not stall every request in flight.
-        gc.freeze()
+        tune_for_throughput()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(
