@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar, cast
@@ -96,6 +97,9 @@ FAILURE_HEADERS: Final = (
 @dataclass
 class _Shard:
     name: str
+    channel: AbstractChannel | None = None
+    """Its own channel: a batch is acknowledged with one ``multiple`` ack, which must
+    not reach another shard's messages."""
     queue: AbstractQueue | None = None
     tag: str | None = None
     inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
@@ -126,7 +130,6 @@ class RouteRunner:
         self._state = state
         self._metrics = metrics
         self._shards = [_Shard(shard_queue(route.name, i)) for i in range(route.shards)]
-        self._channel: AbstractChannel | None = None
         self._direct: RabbitPublisher | None = None
         self._dead: RabbitPublisher | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -141,13 +144,13 @@ class RouteRunner:
         if prepare is not None:  # optional: create tables, open pools before consuming
             await prepare()
         await declare_topology(self._connection, route_topology(self.route))
-        self._channel = await self._connection.channel()
-        await self._channel.set_qos(prefetch_count=self.route.prefetch)
         self._direct = await RabbitPublisher.open(self._connection, self._broker, exchange="")
         self._dead = await RabbitPublisher.open(
             self._connection, self._broker, exchange=DEAD_LETTER_EXCHANGE
         )
         for shard in self._shards:
+            shard.channel = await self._connection.channel()
+            await shard.channel.set_qos(prefetch_count=self.route.prefetch)
             await self._subscribe(shard)
             self._workers.append(asyncio.create_task(self._work(shard)))
         self._watchdog = asyncio.create_task(self._watch())
@@ -160,8 +163,8 @@ class RouteRunner:
         )
 
     async def _subscribe(self, shard: _Shard) -> None:
-        assert self._channel is not None
-        shard.queue = await self._channel.get_queue(shard.name, ensure=False)
+        assert shard.channel is not None
+        shard.queue = await shard.channel.get_queue(shard.name, ensure=False)
         shard.tag = await shard.queue.consume(shard.inbox.put)
 
     async def stop(self) -> None:
@@ -181,8 +184,9 @@ class RouteRunner:
         for publisher in (self._direct, self._dead):
             if publisher is not None:
                 await publisher.close()
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()  # unacked, unstarted messages go back to the queue
+        for shard in self._shards:  # unacked, unstarted messages go back to the queue
+            if shard.channel is not None and not shard.channel.is_closed:
+                await shard.channel.close()
 
     async def drain(self, *, quiet_for: float = 1.0, poll: float = 0.2) -> None:
         """Return once the route's shard and delay queues stayed empty for ``quiet_for``."""
@@ -252,11 +256,41 @@ class RouteRunner:
             while not shard.inbox.empty() and len(batch) < self.route.prefetch:
                 batch.append(shard.inbox.get_nowait())
             shard.busy = True
+            acks: list[AbstractIncomingMessage] = []
+            token = _BATCH_ACKS.set(acks)
             try:
                 for round_ in _rounds(batch):
                     await self._round(round_)
             finally:
+                _BATCH_ACKS.reset(token)
+                await self._acknowledge(batch, acks)
                 shard.busy = False
+
+    async def _acknowledge(
+        self, batch: list[AbstractIncomingMessage], acks: list[AbstractIncomingMessage]
+    ) -> None:
+        """Send the batch's acks: one ``multiple`` ack when every message of it is settled.
+
+        One frame instead of one per message spares the consumer a syscall per event
+        and the quorum queue a settle command per message. The shard's channel carries
+        only this shard's deliveries and earlier batches are settled, so the highest
+        tag covers exactly this batch.
+        """
+        if not acks:
+            return
+        try:
+            if len(acks) == len(batch) and {id(m) for m in acks} == {id(m) for m in batch}:
+                await max(acks, key=lambda m: m.delivery_tag or 0).ack(multiple=True)
+            else:
+                for message in acks:
+                    await message.ack()
+        except Exception as exc:  # the broker went away: the batch is redelivered
+            log.warning(
+                "could not acknowledge a batch; it will be redelivered",
+                route=self.route.name,
+                messages=len(acks),
+                error=repr(exc),
+            )
 
     async def _round(self, messages: list[AbstractIncomingMessage]) -> None:
         """Decode, ask the ledger once, decide, apply what applies, then settle each."""
@@ -371,7 +405,7 @@ class RouteRunner:
             )
         if isinstance(outcome, BaseException):  # retryable, timeout or unexpected
             return await self._retry(message, _describe(outcome), _attempt(message))
-        await message.ack()
+        await _ack(message)
         return "applied" if outcome else "duplicate"
 
     async def _settle(self, message: AbstractIncomingMessage, work: Awaitable[str]) -> None:
@@ -398,7 +432,7 @@ class RouteRunner:
         await self._direct.send(
             _envelope(message, retry_queue(self.route.name, delays[attempt]), headers)
         )
-        await message.ack()
+        await _ack(message)
         log.info(
             "retry scheduled",
             route=self.route.name,
@@ -424,7 +458,7 @@ class RouteRunner:
         )
         assert self._dead is not None
         await self._dead.send(_envelope(message, self.route.name, headers))
-        await message.ack()
+        await _ack(message)
         log.warning(
             "dead-lettered",
             route=self.route.name,
@@ -471,8 +505,23 @@ def _rounds(batch: list[AbstractIncomingMessage]) -> list[list[AbstractIncomingM
     return rounds
 
 
+_BATCH_ACKS: ContextVar[list[AbstractIncomingMessage] | None] = ContextVar(
+    "orderbridge_batch_acks", default=None
+)
+"""The acks of the batch being handled; ``RouteRunner._acknowledge`` sends them."""
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    """Acknowledge now, or with the batch when one is being handled."""
+    batch = _BATCH_ACKS.get()
+    if batch is None:
+        await message.ack()
+    else:
+        batch.append(message)
+
+
 async def _acked(message: AbstractIncomingMessage, outcome: str) -> str:
-    await message.ack()
+    await _ack(message)
     return outcome
 
 
