@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from services.consumers.adapters import Application
 from services.consumers.adapters.file import INTENTS, FileAdapter
 from shared.schema.codec import decode_event, encode_event
@@ -17,8 +19,13 @@ def application(document_id: str = "order-1", version: int = 3) -> Application:
     return Application("route", event, encode_event(event))
 
 
-def effects(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.json"))
+def effects(folder: Path, pattern: str = "*.json") -> list[Path]:
+    return sorted(folder.glob(pattern))
+
+
+@pytest.fixture(params=[True, False], ids=["group-sync", "per-file-fsync"])
+def group_sync(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
 
 
 async def test_an_event_applied_again_writes_nothing_more(tmp_path: Path) -> None:
@@ -30,8 +37,10 @@ async def test_an_event_applied_again_writes_nothing_more(tmp_path: Path) -> Non
     assert decode_event(written.read_bytes()).event_id == item.event.event_id
 
 
-async def test_another_delivery_of_the_same_effect_writes_nothing_more(tmp_path: Path) -> None:
-    adapter = FileAdapter(str(tmp_path))
+async def test_another_delivery_of_the_same_effect_writes_nothing_more(
+    tmp_path: Path, group_sync: bool
+) -> None:
+    adapter = FileAdapter(str(tmp_path), group_sync=group_sync)
     webhook = application()
     polled = application()  # same document and version: same idempotency key, other event id
     assert webhook.event.idempotency_key == polled.event.idempotency_key
@@ -51,12 +60,28 @@ async def test_a_crash_between_note_and_file_writes_the_noted_file_once(tmp_path
     assert [path.name for path in effects(tmp_path)] == [noted]
 
 
-async def test_new_versions_are_new_effects(tmp_path: Path) -> None:
-    adapter = FileAdapter(str(tmp_path))
+async def test_new_versions_are_new_effects(tmp_path: Path, group_sync: bool) -> None:
+    adapter = FileAdapter(str(tmp_path), group_sync=group_sync, csv=True)
     results = await adapter.apply_many([application(version=3), application("order-2", 1)])
     assert results == [None, None]
     await adapter.apply(application(version=4))
     assert len(effects(tmp_path)) == 3
+    assert len(effects(tmp_path, "*.lines.csv")) == 3
+    assert not effects(tmp_path, ".*.tmp"), "temporary files left behind"
+    for path in effects(tmp_path):
+        assert decode_event(path.read_bytes()).version in (1, 3, 4)
+
+
+async def test_a_round_after_a_crash_writes_the_noted_file_once(
+    tmp_path: Path, group_sync: bool
+) -> None:
+    adapter = FileAdapter(str(tmp_path), group_sync=group_sync)
+    crashed, fresh = application("crashed"), application("fresh")
+    noted = adapter._intend(crashed)
+    assert await adapter.apply_many([crashed, fresh]) == [None, None]
+    assert await adapter.apply_many([crashed, fresh]) == [None, None]
+    names = [path.name for path in effects(tmp_path)]
+    assert len(names) == 2 and noted in names
 
 
 async def test_old_notes_are_pruned_at_start(tmp_path: Path) -> None:
