@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.consumers.adapters import Application
+from services.consumers.adapters import file as file_adapter
 from services.consumers.adapters.file import INTENTS, FileAdapter
 from shared.schema.codec import decode_event, encode_event
 from tests.support.events import order_event
@@ -24,7 +25,8 @@ def effects(folder: Path, pattern: str = "*.json") -> list[Path]:
 
 
 @pytest.fixture(params=[True, False], ids=["group-sync", "per-file-fsync"])
-def group_sync(request: pytest.FixtureRequest) -> bool:
+def group_sync(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    monkeypatch.setattr(file_adapter, "GROUP_SYNC_MIN", 1)  # small rounds take the group path too
     return bool(request.param)
 
 
