@@ -8,7 +8,8 @@ confirms in flight, so the ratio is the cost of the publisher itself
 ``publish_event_per_s``, the publisher fed ``CanonicalEvent``s (encoding
 included), and ``bare_minimal_per_s``, a bare loop without headers or
 properties (what the six routing headers cost). Rounds alternate to share the
-machine's noise; the best of each is reported. Target: ratio >= 0.9.
+machine's noise; the ratio is the median of the paired per-round ratios (values
+are medians; best-vs-best is in the details). Target: ratio >= 0.9.
 
     python -m bench.publish
 """
