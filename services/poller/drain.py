@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from shared.clients.tradecloud import PollPage
 from shared.errors import InvalidPayload
 from shared.logging import get_logger
+from shared.normalize.fields import parse_timestamp
 from shared.schema.models import CanonicalEvent
 
 log = get_logger(__name__)
@@ -179,12 +180,32 @@ async def drain(
         await pending.cancel()
         raise
     result.drained = True
-    if page.data and page.last_updated_at and page.last_updated_at != cursor:
+    if page.data and _advances(cursor, page.last_updated_at, stream):
+        assert page.last_updated_at is not None
         await commit(page.last_updated_at)
         result.cursor_after = page.last_updated_at
     if observer is not None:
         observer.drained(stream)
     return result
+
+
+def _advances(cursor: str, candidate: str | None, stream: Stream) -> bool:
+    """Whether ``candidate`` may replace ``cursor``: present, and not older."""
+    if not candidate:
+        log.warning("answer carries no lastUpdatedAt; cursor kept", stream=stream.name)
+        return False
+    if candidate == cursor:
+        return False
+    old, new = parse_timestamp(cursor)["utc"], parse_timestamp(candidate)["utc"]
+    if old is not None and new is not None and new < old:
+        log.warning(
+            "server cursor older than ours; kept ours",
+            stream=stream.name,
+            ours=cursor,
+            server=candidate,
+        )
+        return False
+    return True
 
 
 def _prefetch(stream: Stream, cursor: str, page: PollPage) -> asyncio.Task[PollPage] | None:

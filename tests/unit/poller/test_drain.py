@@ -238,3 +238,29 @@ async def test_orders_arriving_while_paging_are_picked_up_in_the_same_drain() ->
     _, sink, commit, _ = await run(backlog)
     assert {"new0", "new1", "new2"} <= set(ids(sink))
     assert commit.values == [stamp(152)]
+
+
+async def test_a_cursor_never_moves_backwards() -> None:
+    backlog = Backlog([10, 20])
+    original = backlog.fetch
+
+    async def stale_answer(cursor: str, offset: int) -> PollPage:
+        page = await original(cursor, offset)
+        return PollPage(page.data, page.total, "2020-01-01T00:00:00.000Z", page.offset)
+
+    backlog.fetch = stale_answer  # type: ignore[method-assign]
+    result, sink, commit, _ = await run(backlog)
+    assert len(sink.events) == 2 and commit.values == [] and result.cursor_after == START
+
+
+async def test_an_answer_without_any_stamp_keeps_the_cursor() -> None:
+    backlog = Backlog([10])
+    original = backlog.fetch
+
+    async def no_stamp(cursor: str, offset: int) -> PollPage:
+        page = await original(cursor, offset)
+        return PollPage(page.data, page.total, None, page.offset)
+
+    backlog.fetch = no_stamp  # type: ignore[method-assign]
+    result, _, commit, _ = await run(backlog)
+    assert commit.values == [] and result.drained
