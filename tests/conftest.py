@@ -8,6 +8,7 @@ from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 
 from shared.broker.connection import connect, declare_topology
+from shared.broker.publisher import RabbitPublisher
 from shared.settings import BrokerSettings
 from tests.support.rabbit import private_vhost
 
@@ -34,3 +35,13 @@ async def connection(broker_settings: BrokerSettings) -> AsyncIterator[AbstractR
     await declare_topology(conn, broker_settings.topology())
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def publisher(
+    connection: AbstractRobustConnection, broker_settings: BrokerSettings
+) -> AsyncIterator[RabbitPublisher]:
+    """A confirmed publisher on the session's vhost."""
+    pub = await RabbitPublisher.open(connection, broker_settings)
+    yield pub
+    await pub.close()

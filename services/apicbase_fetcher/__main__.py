@@ -19,8 +19,9 @@ from services.apicbase_fetcher.settings import FetcherSettings
 from shared.clients.apicbase import ApicbaseClient, ApicbaseSettings
 from shared.errors import ConfigurationError
 from shared.logging import get_logger
-from shared.pull import PullRuntime, keep_pulling, pull_runtime, run_service, stop_on_signals
+from shared.pull import PullRuntime, keep_pulling, pull_runtime, run_service
 from shared.settings import BrokerSettings, StateSettings
+from shared.signals import stop_on_signals
 from shared.state.lease import LeaseKeeper
 from shared.state.port import StateStore
 

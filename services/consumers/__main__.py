@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -21,6 +20,7 @@ from shared.logging import get_logger
 from shared.metrics import new_registry
 from shared.ops import start_ops_server
 from shared.settings import BrokerSettings, StateSettings
+from shared.signals import stop_on_signals
 from shared.state import open_state_store
 
 log = get_logger(__name__)
@@ -81,21 +81,21 @@ async def run(
         tune_for_throughput()
         for runner in runners:
             await runner.start()
-        stop = _signalled()
-        if drain:
-            drained = asyncio.create_task(_drain_all(runners))
-            waiter = asyncio.create_task(stop.wait())
-            await asyncio.wait({drained, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            drained.cancel()
-            waiter.cancel()
-            log.info(
-                "drained",
-                routes=[r.route.name for r in runners],
-                handled=sum(r.handled for r in runners),
-            )
-        else:
-            await stop.wait()
-            log.info("stopping: finishing messages in flight")
+        with stop_on_signals(asyncio.Event()) as stop:
+            if drain:
+                drained = asyncio.create_task(_drain_all(runners))
+                waiter = asyncio.create_task(stop.wait())
+                await asyncio.wait({drained, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                drained.cancel()
+                waiter.cancel()
+                log.info(
+                    "drained",
+                    routes=[r.route.name for r in runners],
+                    handled=sum(r.handled for r in runners),
+                )
+            else:
+                await stop.wait()
+                log.info("stopping: finishing messages in flight")
     finally:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(settings.shutdown_seconds):
@@ -112,11 +112,3 @@ async def run(
 
 async def _drain_all(runners: Sequence[RouteRunner]) -> None:
     await asyncio.gather(*(runner.drain() for runner in runners))
-
-
-def _signalled() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    return stop

@@ -9,7 +9,6 @@ confirm or deadline, then the listener closes and the process exits 0.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +27,7 @@ from shared.gc_tuning import tune_for_throughput
 from shared.logging import configure_logging, get_logger
 from shared.metrics import PublisherMetrics, new_registry
 from shared.settings import BrokerSettings, LogSettings
+from shared.signals import stop_on_signals
 
 log = get_logger("services.ingress")
 
@@ -106,7 +106,8 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
             apicbase_auth=_describe(deps.apicbase.configured, settings),
             get_webhook="enabled" if deps.fetcher is not None else "no Tradecloud API client",
         )
-        await _until_signalled()
+        with stop_on_signals(asyncio.Event()) as stop:
+            await stop.wait()
         drain_seconds = broker.publish_timeout_seconds + 5.0
         log.info("draining: new webhooks get 503", timeout_seconds=drain_seconds)
         drained = await app[STATE].drain(drain_seconds)
@@ -126,18 +127,6 @@ def _describe(configured: bool, settings: IngressSettings) -> str:
     if configured:
         return "on"
     return "OPEN (insecure)" if settings.ingress_insecure_no_auth else "not configured: refusing"
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 def run(*, host: str | None = None, port: int | None = None, insecure: bool = False) -> int:

@@ -22,9 +22,10 @@ from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
 from shared.errors import ConfigurationError
 from shared.logging import get_logger
 from shared.normalize.tradecloud import normalize_polled_order, normalize_polled_shipment
-from shared.pull import PullRuntime, keep_pulling, pull_runtime, run_service, stop_on_signals
+from shared.pull import PullRuntime, keep_pulling, pull_runtime, run_service
 from shared.schema.models import CanonicalEvent
 from shared.settings import BrokerSettings, StateSettings
+from shared.signals import stop_on_signals
 from shared.state.lease import LeaseKeeper
 from shared.state.port import StateStore
 

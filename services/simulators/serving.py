@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +19,7 @@ from shared.errors import InvalidPayload
 from shared.logging import configure_logging, get_logger
 from shared.schema.codec import dumps_exact, loads_exact
 from shared.settings import LogSettings
+from shared.signals import stop_on_signals
 
 log = get_logger(__name__)
 
@@ -69,16 +69,8 @@ async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[s
 
 async def until_signalled() -> None:
     """Wait for SIGINT or SIGTERM (a server's main loop)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    with stop_on_signals(asyncio.Event()) as stop:
         await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):
-                loop.remove_signal_handler(signum)
 
 
 async def serve_until_signalled(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
@@ -30,15 +29,6 @@ from tests.support.rabbit import list_queues
 from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def publisher(
-    connection: AbstractRobustConnection, broker_settings: BrokerSettings
-) -> AsyncIterator[RabbitPublisher]:
-    pub = await RabbitPublisher.open(connection, broker_settings)
-    yield pub
-    await pub.close()
 
 
 async def _bound_queue(connection: AbstractRobustConnection, *patterns: str) -> AbstractQueue:

@@ -40,28 +40,23 @@ def private_vhost(prefix: str = "orderbridge-test") -> Iterator[str]:
         _ctl("delete_vhost", name)
 
 
-def list_queues(vhost: str, *columns: str) -> list[list[str]]:
+def _listing(what: str, vhost: str, columns: tuple[str, ...]) -> list[list[str]]:
     ctl = shutil.which("rabbitmqctl")
-    assert ctl is not None, "rabbitmqctl is needed to inspect queues"
+    assert ctl is not None, f"rabbitmqctl is needed to list {what}"
     out = subprocess.run(
-        [ctl, "-q", "list_queues", "-p", vhost, "--no-table-headers", *columns],
+        [ctl, "-q", f"list_{what}", "-p", vhost, "--no-table-headers", *columns],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
     return [line.split("\t") for line in out.splitlines() if line.strip()]
+
+
+def list_queues(vhost: str, *columns: str) -> list[list[str]]:
+    return _listing("queues", vhost, columns)
 
 
 def list_consumers(vhost: str, *columns: str) -> list[list[str]]:
     """Every consumer of the vhost, waiting single-active ones included."""
-    ctl = shutil.which("rabbitmqctl")
-    assert ctl is not None, "rabbitmqctl is needed to inspect consumers"
-    out = subprocess.run(
-        [ctl, "-q", "list_consumers", "-p", vhost, "--no-table-headers", *columns],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    return [line.split("\t") for line in out.splitlines() if line.strip()]
+    return _listing("consumers", vhost, columns)

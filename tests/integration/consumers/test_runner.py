@@ -27,15 +27,6 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 2, 15, tzinfo=UTC)
 
 
-@pytest.fixture
-async def publisher(
-    connection: AbstractRobustConnection, broker_settings: BrokerSettings
-) -> AsyncIterator[RabbitPublisher]:
-    pub = await RabbitPublisher.open(connection, broker_settings)
-    yield pub
-    await pub.close()
-
-
 def inbox(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(p.read_bytes()) for p in sorted(path.glob("*.json"))]
 

@@ -23,7 +23,6 @@ from shared.broker.publisher import RabbitPublisher
 from shared.normalize import apicbase, tradecloud
 from shared.schema.codec import encode_event, loads_exact
 from shared.schema.models import CanonicalEvent
-from shared.settings import BrokerSettings
 from tests.support.files import SAMPLES, fixture, fixture_bytes, samples_available
 from tests.support.ingress import (
     APICBASE_SECRET,
@@ -44,15 +43,6 @@ pytestmark = pytest.mark.integration
 GET_ORDER = fixture("tradecloud/get-order.json")
 GET_SHIPMENT = fixture("tradecloud/poll-shipments-page.json")["data"][0]
 SAMPLE_KEY = b"test-client-secret"
-
-
-@pytest.fixture
-async def publisher(
-    connection: AbstractRobustConnection, broker_settings: BrokerSettings
-) -> AsyncIterator[RabbitPublisher]:
-    pub = await RabbitPublisher.open(connection, broker_settings)
-    yield pub
-    await pub.close()
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
@@ -11,20 +9,10 @@ from services.ingress.fetch import TradecloudFetcher
 from shared.broker.publisher import RabbitPublisher
 from shared.clients.tradecloud import TradecloudClient
 from shared.schema.codec import decode_event
-from shared.settings import BrokerSettings
 from tests.support.ingress import BEARER, EventTap, client, serve, test_deps
 from tests.support.simulators import running_tradecloud
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def publisher(
-    connection: AbstractRobustConnection, broker_settings: BrokerSettings
-) -> AsyncIterator[RabbitPublisher]:
-    pub = await RabbitPublisher.open(connection, broker_settings)
-    yield pub
-    await pub.close()
 
 
 async def test_get_webhook_fetches_the_whole_order_with_a_bearer_token_and_publishes_it(

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from services.simulators.tradecloud.webhooks import Kind, WebhookTarget
 from shared.broker.publisher import RabbitPublisher
 from shared.schema.codec import decode_event
-from shared.settings import BrokerSettings
 from tests.support.apicbase_sim import running_apicbase
 from tests.support.ingress import APICBASE_SECRET, TOKEN, EventTap, serve, test_deps
 from tests.support.simulators import running_tradecloud
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def publisher(
-    connection: AbstractRobustConnection, broker_settings: BrokerSettings
-) -> AsyncIterator[RabbitPublisher]:
-    pub = await RabbitPublisher.open(connection, broker_settings)
-    yield pub
-    await pub.close()
 
 
 async def test_tradecloud_pushes_order_document_and_shipment_events_that_ingress_publishes(
