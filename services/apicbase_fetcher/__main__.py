@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from services.apicbase_fetcher.fetch import STREAM, FetchResult, fetch_all, safety_cursor
+from services.apicbase_fetcher.fetch import STREAM, fetch_all, safety_cursor
 from services.apicbase_fetcher.settings import FetcherSettings
 from shared.clients.apicbase import ApicbaseClient, ApicbaseSettings
 from shared.errors import ConfigurationError
@@ -102,25 +102,18 @@ class Drainer:
         self._client = client
         self._keeper = keeper
         self._settings = settings
-        self._reported = FetchResult()
 
-    def _on_page(self, result: FetchResult) -> None:
-        metrics, seen = self._rt.metrics, self._reported
-        metrics.pages.labels(STREAM).inc(result.pages - seen.pages)
-        metrics.events.labels(STREAM).inc(result.published - seen.published)
-        metrics.quarantined.labels(STREAM).inc(result.quarantined - seen.quarantined)
-        seen.pages, seen.published, seen.quarantined = (
-            result.pages,
-            result.published,
-            result.quarantined,
-        )
+    def _on_page(self, published: int, quarantined: int) -> None:
+        metrics = self._rt.metrics
+        metrics.pages.labels(STREAM).inc()
+        metrics.events.labels(STREAM).inc(published)
+        metrics.quarantined.labels(STREAM).inc(quarantined)
 
     async def drain_once(self, stop: asyncio.Event) -> bool:
         rt, metrics = self._rt, self._rt.metrics
         since = await stored_since(rt.store, self._settings)
         if since is not None:
             metrics.cursor.labels(STREAM).set(since.timestamp())
-        self._reported = FetchResult()
         result = await fetch_all(
             self._client,
             since=since,
@@ -130,7 +123,6 @@ class Drainer:
             on_page=self._on_page,
             stop=stop,
         )
-        self._on_page(result)
         lookback = timedelta(seconds=self._settings.apicbase_fetch_lookback_seconds)
         cursor = safety_cursor(result.newest, lookback)
         if cursor is not None and (since is None or cursor > since):

@@ -85,11 +85,14 @@ async def fetch_all(
     sink: EventSink,
     quarantine: Quarantine,
     page_size: int,
-    on_page: Callable[[FetchResult], None] | None = None,
+    on_page: Callable[[int, int], None] | None = None,
     stop: asyncio.Event | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FetchResult:
-    """Fetch until no unfetched order is left (or ``stop``); see the module docstring."""
+    """Fetch until no unfetched order is left (or ``stop``); see the module docstring.
+
+    ``on_page(published, quarantined)`` is told about every page read.
+    """
     result = FetchResult()
     handled: set[str] = set()
     page_number = 1
@@ -105,6 +108,8 @@ async def fetch_all(
         result.pages += 1
         fresh = [o for o in page.results if _order_id(o) not in handled]
         if not fresh:
+            if on_page is not None:
+                on_page(0, 0)
             if not page.has_next:
                 break
             page_number += 1  # the filter left handled orders in: look further
@@ -120,7 +125,7 @@ async def fetch_all(
         result.marked += len(ids)
         result.newest = _newest(result.newest, events)
         if on_page is not None:
-            on_page(result)
+            on_page(len(events), len(refused))
         if stop is not None and stop.is_set():
             return result
     result.drained = True

@@ -83,7 +83,8 @@ class DrainResult:
 class Observer(Protocol):
     """What a drain reports as it goes (metrics, a progress bar)."""
 
-    def page(self, stream: Stream, done: int, total: int, published: int) -> None: ...
+    def page(self, stream: Stream, done: int, total: int, published: int) -> None:
+        """A page was read (``done`` of ``total``) and ``published`` of its events sent."""
 
     def restarted(self, stream: Stream) -> None: ...
 
@@ -151,7 +152,9 @@ async def drain(
                 await pending.add(sink.publish_many(events.accepted))
                 result.published += len(events.accepted)
             if observer is not None:
-                observer.page(stream, page.offset + len(page.data), page.total, result.published)
+                observer.page(
+                    stream, page.offset + len(page.data), page.total, len(events.accepted)
+                )
             if prefetch is None:
                 break
             if stop is not None and stop.is_set():

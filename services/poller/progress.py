@@ -31,7 +31,7 @@ class PollObserver:
             else None
         )
         self._tasks: dict[str, TaskID] = {}
-        self._published: dict[str, int] = {}
+        self._shown: dict[str, int] = {}  # published so far, for the bar only
 
     def __enter__(self) -> PollObserver:
         if self._bar is not None:
@@ -49,16 +49,16 @@ class PollObserver:
 
     def page(self, stream: Stream, done: int, total: int, published: int) -> None:
         self._metrics.pages.labels(stream.name).inc()
-        before = self._published.get(stream.name, 0)
-        if published >= before:
-            self._metrics.events.labels(stream.name).inc(published - before)
-        self._published[stream.name] = published
+        self._metrics.events.labels(stream.name).inc(published)
         if self._bar is not None:
             task = self._tasks.get(stream.name)
             if task is None:
                 task = self._bar.add_task(stream.name, total=total, published=0)
                 self._tasks[stream.name] = task
-            self._bar.update(task, completed=done, total=max(total, done), published=published)
+            self._shown[stream.name] = self._shown.get(stream.name, 0) + published
+            self._bar.update(
+                task, completed=done, total=max(total, done), published=self._shown[stream.name]
+            )
 
     def restarted(self, stream: Stream) -> None:
         self._metrics.restarts.labels(stream.name).inc()
@@ -68,7 +68,6 @@ class PollObserver:
 
     def committed(self, stream: Stream, cursor: str) -> None:
         """A drain started from, or committed, ``cursor``."""
-        self._published[stream.name] = 0
         utc = parse_timestamp(cursor)["utc"]
         if utc is not None:
             self._metrics.cursor.labels(stream.name).set(utc.timestamp())

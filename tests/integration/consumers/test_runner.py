@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from services.consumers import dlq
+from services.consumers.adapters import Application
 from services.consumers.topology import route_exchange
 from shared.broker.publisher import RabbitPublisher
 from shared.normalize import tradecloud
@@ -247,3 +248,71 @@ async def test_retries_exhausted_dead_letter_with_the_attempt_count(
         (letter,) = await dlq.list_dead_letters(connection, route.name)
     assert letter.reason == "retries_exhausted" and letter.attempts == 3
     assert stub.calls == 3
+
+
+class GatedAdapter:
+    """An ERP that holds every apply until the test lets it through."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started = 0
+        self.applied: list[str] = []
+
+    async def apply(self, item: Application) -> None:
+        self.started += 1
+        await self.gate.wait()
+        self.applied.append(item.event.idempotency_key)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_nothing_is_acknowledged_before_the_adapter_succeeded(
+    connection: AbstractRobustConnection,
+    broker_settings: BrokerSettings,
+    publisher: RabbitPublisher,
+    tmp_path: Path,
+) -> None:
+    """A consumer stopped while its ERP hangs returns every message; once the ERP
+    answers, every message is applied and acknowledged (batch acks included)."""
+    route = make_route({"type": "file", "path": str(tmp_path / "unused")}, shards=1)
+    events = [order_event() for _ in range(20)]
+    shard = f"orderbridge.route.{route.name}.shard-0"
+
+    async def ready_messages() -> int:
+        channel = await connection.channel()
+        try:
+            queue = await channel.declare_queue(shard, passive=True)
+            return int(queue.declaration_result.message_count or 0)
+        finally:
+            await channel.close()
+
+    async def until_ready(count: int) -> None:
+        for _ in range(100):
+            if await ready_messages() == count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{shard} never had {count} ready messages")
+
+    hung = GatedAdapter()
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state, adapter=hung),
+    ):
+        await publisher.publish_many(events)
+        while hung.started < 1:
+            await asyncio.sleep(0.02)
+        await until_ready(0)  # all delivered to the consumer, none settled yet
+    assert hung.applied == []
+    await until_ready(20)  # nothing was acknowledged: all back in the queue
+
+    answering = GatedAdapter()
+    answering.gate.set()
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state, adapter=answering) as (runner, _),
+    ):
+        await runner.drain(quiet_for=0.5)
+    await asyncio.sleep(0.5)  # an unacknowledged message would be back by now
+    assert await ready_messages() == 0
+    assert sorted(answering.applied) == sorted(e.idempotency_key for e in events)

@@ -264,3 +264,33 @@ async def test_an_answer_without_any_stamp_keeps_the_cursor() -> None:
     backlog.fetch = no_stamp  # type: ignore[method-assign]
     result, _, commit, _ = await run(backlog)
     assert commit.values == [] and result.drained
+
+
+class GatedSink:
+    """Confirms arrive only when the test opens the gate (a slow broker)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sent: list[CanonicalEvent] = []
+        self.confirmed: list[CanonicalEvent] = []
+
+    async def publish_many(self, events: list[CanonicalEvent]) -> None:
+        self.sent.extend(events)
+        await self.gate.wait()
+        self.confirmed.extend(events)
+
+
+async def test_the_cursor_moves_only_after_every_confirm_even_with_pages_in_flight() -> None:
+    backlog = Backlog(list(range(250)))
+    sink, commit = GatedSink(), Committed()
+    stream = Stream("tradecloud.orders", "orders", backlog.fetch, normalize)
+    task = asyncio.ensure_future(
+        drain(stream, START, sink=sink, commit=commit, quarantine=Quarantined())
+    )
+    while len(sink.sent) < 250:  # every page read and sent, none confirmed
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert commit.values == [] and not task.done()
+    sink.gate.set()
+    result = await task
+    assert len(sink.confirmed) == 250 and commit.values == [stamp(249)] and result.drained
