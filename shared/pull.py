@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -68,7 +69,7 @@ class PullRuntime:
         """The API client's ``on_trouble``: counts failed attempts by kind."""
         return lambda kind: self.metrics.upstream_errors.labels(upstream, kind).inc()
 
-    async def serve_ops(self, host: str, port: int) -> Any:
+    async def serve_ops(self, host: str, port: int) -> web.AppRunner:
         """/healthz, /readyz, /metrics in the background (closed with the runtime)."""
         return await start_ops_server(
             self.registry, self.publisher.not_ready_reason, host=host, port=port
