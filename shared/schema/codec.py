@@ -3,10 +3,15 @@
 Upstream documents are decoded with ``loads_exact``: JSON numbers with a
 fraction or exponent become ``Decimal`` built from the number's own text
 (``78.90`` stays ``78.90``); orjson would make them floats. Events are encoded
-with pydantic's serializer for the normalized part (decimals as strings) and
-orjson for ``raw``, whose decimals are written back as the same number literals
-through ``orjson.Fragment``. So ``raw`` is lossless and the rest is
-language-neutral.
+with orjson: the normalized part walks the models' fields (decimals as
+fixed-point strings, as the schema says), ``raw`` writes its decimals back as
+the same number literals through ``orjson.Fragment``. So ``raw`` is lossless and
+the rest is language-neutral.
+
+The normalized part's bytes equal pydantic's ``model_dump_json`` (the
+reference, ``encode_event_reference``; property tests hold the two together)
+at a third of its cost: every published event pays this, on the services' one
+busy core.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import Any
 
 import msgspec
 import orjson
+from pydantic import BaseModel
 
 from shared.errors import InvalidPayload
-from shared.schema.models import CanonicalEvent
+from shared.schema.models import CanonicalEvent, fixed_point
 
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 
@@ -58,8 +64,27 @@ def _big_ints_as_literals(value: Any) -> Any:
     return value
 
 
+def _normalized(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.__dict__  # fields in declaration order, as pydantic writes them
+    if isinstance(value, Decimal):
+        return fixed_point(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def encode_event(event: CanonicalEvent) -> bytes:
     """The AMQP body of an event: normalized fields first, ``raw`` last and exact."""
+    fields = dict(event.__dict__)
+    raw = fields.pop("raw")
+    try:
+        head = orjson.dumps(fields, default=_normalized, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: pydantic writes it
+        return encode_event_reference(event)
+    return b"".join((head[:-1], b',"raw":', dumps_exact(raw), b"}"))
+
+
+def encode_event_reference(event: CanonicalEvent) -> bytes:
+    """``encode_event`` through pydantic's serializer (slower; the definition of the bytes)."""
     head = event.model_dump_json(exclude={"raw"}).encode()
     return b"".join((head[:-1], b',"raw":', dumps_exact(event.raw), b"}"))
 

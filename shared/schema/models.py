@@ -41,13 +41,14 @@ Role = Literal["buyer", "supplier"]
 EchoPolicy = Literal["own-open-requests", "all-in-progress", "off"]
 
 
-def _fixed_point(value: Decimal) -> str:
+def fixed_point(value: Decimal) -> str:
+    """A decimal as fixed-point text, never exponent notation (``1E-7`` → ``0.0000001``)."""
     return format(value, "f")
 
 
 ExactDecimal = Annotated[
     Decimal,
-    PlainSerializer(_fixed_point, return_type=str, when_used="json"),
+    PlainSerializer(fixed_point, return_type=str, when_used="json"),
     WithJsonSchema(
         {
             "type": "string",

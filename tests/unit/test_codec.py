@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import orjson
@@ -6,7 +6,13 @@ import pytest
 
 from shared.errors import InvalidPayload
 from shared.normalize import apicbase, tradecloud
-from shared.schema.codec import decode_event, dumps_exact, encode_event, loads_exact
+from shared.schema.codec import (
+    decode_event,
+    dumps_exact,
+    encode_event,
+    encode_event_reference,
+    loads_exact,
+)
 from tests.support.files import fixture, fixture_bytes
 
 NOW = datetime(2026, 2, 10, 9, 0, tzinfo=UTC)
@@ -66,3 +72,38 @@ def test_raw_is_lossless_against_the_original_bytes() -> None:
     # Same structure; every number identical as text when compared exactly.
     assert loads_exact(dumps_exact(event.raw)) == loads_exact(original)
     assert raw_again["orderEvent"]["orderId"] == "b7e2c1d0-4f3a-4e8b-9c1d-2a3b4c5d6e7f"
+
+
+@pytest.mark.parametrize(
+    "received_at",
+    [
+        NOW,
+        datetime(2026, 2, 10, 9, 0, 0, 123400, tzinfo=UTC),
+        datetime(2026, 2, 10, 9, 0, 0, 1, tzinfo=timezone(timedelta(hours=1))),
+        datetime(2026, 2, 10, 9, 0, tzinfo=timezone(timedelta(0))),
+        datetime(2026, 2, 10, 9, 0, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
+    ],
+    ids=["utc", "utc-micros", "plus-one-micro", "zero-offset", "minus-three-thirty"],
+)
+def test_fast_encoding_is_byte_equal_to_pydantic(received_at: datetime) -> None:
+    """The fast path must write exactly what pydantic's serializer (the reference) writes."""
+    for name, normalize in [
+        ("tradecloud/order-webhook-proposal.json", tradecloud.normalize_order_webhook),
+        ("tradecloud/shipment-webhook.json", tradecloud.normalize_shipment_webhook),
+    ]:
+        event = normalize(fixture(name), received_at=received_at)
+        assert encode_event(event) == encode_event_reference(event)
+    event = apicbase.normalize_purchase_order(
+        fixture("apicbase/purchase-order.pretty-utf8.json"), received_at=received_at, channel="api"
+    )
+    assert encode_event(event) == encode_event_reference(event)
+
+
+def test_integers_beyond_64_bits_fall_back_to_the_reference_encoder() -> None:
+    document = fixture("tradecloud/order-webhook-proposal.json")
+    document["orderEvent"]["version"] = 2**70
+    event = tradecloud.normalize_order_webhook(document, received_at=NOW)
+    assert event.version == 2**70
+    body = encode_event(event)
+    assert body == encode_event_reference(event)
+    assert decode_event(body).version == 2**70

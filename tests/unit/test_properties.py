@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from shared.errors import InvalidPayload
 from shared.normalize import apicbase, tradecloud
 from shared.normalize.fields import MAX_EXPONENT
-from shared.schema.codec import decode_event, dumps_exact, encode_event, loads_exact
+from shared.schema.codec import (
+    decode_event,
+    dumps_exact,
+    encode_event,
+    encode_event_reference,
+    loads_exact,
+)
 from shared.schema.models import CanonicalEvent
 from tests.support.files import fixture
 
@@ -97,6 +103,7 @@ def test_mutated_documents_yield_an_event_or_invalid_payload(
     parent[target[-1]] = replacement
     event = _normalize_or_reject(name, document)
     if event is not None:
+        assert encode_event(event) == encode_event_reference(event)
         assert decode_event(encode_event(event)) == event
 
 
@@ -114,6 +121,7 @@ def test_encode_decode_round_trips(quantity: Decimal, number: str) -> None:
     document["orderEvent"]["lines"][0]["deliverySchedule"][0]["quantity"] = quantity
     document = loads_exact(dumps_exact(document))  # as if it had arrived over HTTP
     event = tradecloud.normalize_order_webhook(document, received_at=NOW)
+    assert encode_event(event) == encode_event_reference(event)
     decoded = decode_event(encode_event(event))
     assert decoded == event
     assert decoded.order is not None
