@@ -223,9 +223,13 @@ async def test_poison_goes_to_the_dead_letter_queue_with_its_reason_and_replays_
         await runner.drain(quiet_for=0.5)
         assert stub.accepted == {fine.idempotency_key: 1, poison.idempotency_key: 1}
         assert await dlq.count(connection, route.name) == 0
-        # Replaying an already applied event again is a counted duplicate, no second effect.
-        stub.poison.add(fine.document_id)
-        assert outcomes(metrics, route.name)["applied"] == 2
+        # The replayed event once more (a second replay, a redelivery): a counted
+        # duplicate, no second effect.
+        await publisher.publish(poison)
+        await runner.drain(quiet_for=0.5)
+        assert stub.accepted == {fine.idempotency_key: 1, poison.idempotency_key: 1}
+        counts = outcomes(metrics, route.name)
+        assert (counts["applied"], counts["duplicate"]) == (2, 1)
 
 
 async def test_retries_exhausted_dead_letter_with_the_attempt_count(
