@@ -2,8 +2,9 @@ import json
 from datetime import UTC, datetime
 
 import jsonschema
+import pytest
 
-from shared.normalize import tradecloud
+from shared.normalize import apicbase, tradecloud
 from shared.schema import export
 from shared.schema.codec import encode_event
 from tests.support.files import fixture
@@ -41,8 +42,33 @@ def test_schema_describes_the_wire_format() -> None:
     assert money["type"] == "string", "decimals travel as strings"
 
 
-def test_an_encoded_event_validates_against_the_committed_schema() -> None:
-    event = tradecloud.normalize_order_webhook(
-        fixture("tradecloud/order-webhook-proposal.json"), received_at=datetime.now(UTC)
-    )
+NOW = datetime.now(UTC)
+EVENTS = {
+    "order webhook": lambda: tradecloud.normalize_order_webhook(
+        fixture("tradecloud/order-webhook-proposal.json"), received_at=NOW
+    ),
+    "order documents webhook": lambda: tradecloud.normalize_order_webhook(
+        fixture("tradecloud/order-documents-webhook.json"), received_at=NOW
+    ),
+    "shipment webhook": lambda: tradecloud.normalize_shipment_webhook(
+        fixture("tradecloud/shipment-webhook.json"), received_at=NOW
+    ),
+    "polled order": lambda: tradecloud.normalize_polled_order(
+        fixture("tradecloud/poll-orders-page.json")["data"][0],
+        received_at=NOW,
+        role="supplier",
+        echo_policy="own-open-requests",
+    ),
+    "polled shipment": lambda: tradecloud.normalize_polled_shipment(
+        fixture("tradecloud/poll-shipments-page.json")["data"][0], received_at=NOW
+    ),
+    "apicbase order": lambda: apicbase.normalize_purchase_order(
+        fixture("apicbase/purchase-order.pretty-utf8.json"), received_at=NOW, channel="api"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EVENTS))
+def test_every_kind_of_encoded_event_validates_against_the_committed_schema(kind: str) -> None:
+    event = EVENTS[kind]()
     jsonschema.validate(json.loads(encode_event(event)), json.loads(export.SCHEMA_PATH.read_text()))
