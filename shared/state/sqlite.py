@@ -388,7 +388,7 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> list
 
 
 @contextmanager
-def _transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+def transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
     """``begin`` … ``COMMIT``, or ``ROLLBACK`` on any exception (also a failed COMMIT).
 
     Writers begin ``IMMEDIATE``: the write lock is taken (or waited for, within
@@ -417,7 +417,7 @@ class _Applied:
 def _record_batch(conn: sqlite3.Connection, batch: list[_Applied]) -> list[bool]:
     """``record_applied`` for each event in turn, each in its own savepoint, one COMMIT."""
     results = []
-    with _transaction(conn):
+    with transaction(conn):
         for item in batch:
             conn.execute("SAVEPOINT event")
             recorded = _record_one(conn, item)
@@ -459,7 +459,7 @@ def _applied_document(
     conn: sqlite3.Connection, route: str, document: str
 ) -> AppliedDocument | None:
     # Two reads, one snapshot: a concurrent record_applied is seen whole or not at all.
-    with _transaction(conn, "BEGIN"):
+    with transaction(conn, "BEGIN"):
         head = conn.execute(
             "SELECT version FROM orderbridge_documents WHERE route = ? AND document = ?",
             (route, document),
@@ -481,7 +481,7 @@ def _lookup(
 ) -> list[tuple[bool, AppliedDocument | None]]:
     """Every event of a round in one snapshot and one thread hop."""
     results: list[tuple[bool, AppliedDocument | None]] = []
-    with _transaction(conn, "BEGIN"):
+    with transaction(conn, "BEGIN"):
         for item in lookups:
             found = conn.execute(
                 """SELECT 1 FROM orderbridge_processed
@@ -552,7 +552,7 @@ def _configure(conn: sqlite3.Connection, options: SqliteOptions) -> None:
 
 def _migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
     """Apply missing migrations under the write lock: concurrent openers apply each once."""
-    with _transaction(conn):
+    with transaction(conn):
         conn.execute(_LEDGER)
         rows = conn.execute("SELECT version FROM orderbridge_schema_migrations").fetchall()
         for migration in pending({int(row[0]) for row in rows}, migrations, where="SQLite"):

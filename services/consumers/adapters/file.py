@@ -1,11 +1,11 @@
 """File adapter: one JSON file per applied event in an inbox folder.
 
 Files are written atomically (temporary file, sync, rename, sync), so an ERP
-import job never sees half a file. On Linux a round is one group commit:
-every note and file content of the round written, one ``syncfs``, the renames,
-one more ``syncfs`` (measured: a round of ~32 events 80 → 36 ms, the route
-1,150 → 1,660 events/s); elsewhere, or with ``group_sync = false``, each file
-is fsynced before its rename. Files are named
+import job never sees half a file. On Linux a round is one group commit: the
+round's notes committed, every file content written, one ``syncfs``, the
+renames, one more ``syncfs`` (measured: a round of ~32 events 80 → 36 ms, the
+route 1,150 → 1,660 events/s); elsewhere, or with ``group_sync = false``, each
+file is fsynced before its rename. Files are named
 
     <applied at, UTC µs>--<source>--<kind>--<document number>--v<version>--<event id>.json
 
@@ -16,14 +16,15 @@ beside it (first, so the JSON's appearance means both are complete).
 **Exactly once across crashes.** The route records an event in its ledger only
 after the adapter returned, so a consumer killed between the two gets the event
 again. A folder cannot share a transaction with the ledger, so the adapter keeps
-its own write-ahead notes in ``.orderbridge-intents/``: before an event's file
-is written, a note named by a hash of its idempotency key, holding the file
-name, is made durable. Applying an event whose note exists writes nothing when
-the noted file is there, and writes exactly that file when it is not (the crash
-came between the note and the file). Notes older than ``intent_days`` are
-pruned at start: by then the ledger long holds the key. (An import job that
-removes a file within the milliseconds between its write and the ledger record,
-with a crash in that same window, would see it twice: that window is the limit.)
+its own write-ahead notes (``intents.IntentNotes``, a SQLite file in
+``.orderbridge-intents/``): before an event's file is written, the idempotency
+key and the file name are noted durably, a round's notes in one commit.
+Applying an event whose key is noted writes nothing when the noted file is
+there, and writes exactly that file when it is not (the crash came between the
+note and the file). Notes older than ``intent_days`` are pruned at start: by
+then the ledger long holds the key. (An import job that removes a file within
+the milliseconds between its write and the ledger record, with a crash in that
+same window, would see it twice: that window is the limit.)
 """
 
 from __future__ import annotations
@@ -35,14 +36,15 @@ import hashlib
 import io
 import os
 import re
+import sqlite3
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
 from services.consumers.adapters import Application
+from services.consumers.adapters.intents import IntentNotes
 from shared.errors import ConfigurationError, RetryableError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -91,21 +93,17 @@ class FileAdapter:
         self.intents = self.path / INTENTS
         try:
             self.intents.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+            self.notes = IntentNotes(self.intents)
+        except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(f"file adapter: cannot create {self.path}: {exc}") from None
 
     async def start(self) -> None:
-        """Prune write-ahead notes the ledger has long made unnecessary."""
-        await asyncio.to_thread(self._prune)
+        """Take over older note files; prune notes the ledger has long made unnecessary."""
+        await asyncio.to_thread(self._prepare)
 
-    def _prune(self) -> None:
-        horizon = time.time() - self.intent_days * 86400
-        for note in self.intents.iterdir():
-            try:
-                if note.stat().st_mtime < horizon:
-                    note.unlink()
-            except FileNotFoundError:
-                continue
+    def _prepare(self) -> None:
+        self.notes.import_note_files()
+        self.notes.prune(self.notes.clock() - self.intent_days * 86400)
 
     async def apply(self, item: Application) -> None:
         try:
@@ -118,7 +116,7 @@ class FileAdapter:
         return await asyncio.to_thread(self._write_many, items)
 
     async def close(self) -> None:
-        return None
+        self.notes.close()
 
     def _write_many(self, items: list[Application]) -> list[BaseException | None]:
         if self.fsync and self.group_sync and len(items) >= GROUP_SYNC_MIN:
@@ -128,20 +126,25 @@ class FileAdapter:
     def _write_group(self, items: list[Application]) -> list[BaseException | None]:
         """A round as a group commit: two ``syncfs`` calls instead of two fsyncs per file.
 
-        1. notes and the files' contents are written (temporary names), unsynced;
-        2. ``syncfs``: all of it is durable, notes first in effect;
-        3. the files are renamed into the inbox; ``syncfs`` again: the renames are.
+        1. the round's notes are committed (durable);
+        2. the files' contents are written (temporary names), unsynced;
+        3. ``syncfs``: the contents are durable;
+        4. the files are renamed into the inbox; ``syncfs`` again: the renames are.
 
         A visible file is therefore always complete, and its note was durable
         before it appeared, as with per-file fsyncs.
         """
         results: list[BaseException | None] = [None] * len(items)
+        try:
+            names = self._intend_many(items)
+        except (OSError, sqlite3.Error) as exc:
+            return [RetryableError(f"file adapter: {exc}", retry_after=30) for _ in items]
         staged: list[tuple[int, list[tuple[Path, Path]]]] = []
-        for index, item in enumerate(items):
+        for index, (item, name) in enumerate(zip(items, names, strict=True)):
+            if name is None:
+                continue
             try:
-                name = self._intend(item, sync=False)
-                if name is not None:
-                    staged.append((index, self._stage(item, name)))
+                staged.append((index, self._stage(item, name)))
             except OSError as exc:
                 results[index] = RetryableError(f"file adapter: {exc}", retry_after=30)
         if not staged:
@@ -184,19 +187,12 @@ class FileAdapter:
             os.close(descriptor)
 
     def _write_each(self, items: list[Application]) -> list[BaseException | None]:
-        """Notes for the whole round first (one folder sync), then the files (one more)."""
+        """Notes for the whole round first (one commit), then the files (one folder sync)."""
         results: list[BaseException | None] = [None] * len(items)
-        names: list[str | None] = [None] * len(items)
-        for index, item in enumerate(items):
-            try:
-                names[index] = self._intend(item)
-            except OSError as exc:
-                results[index] = RetryableError(f"file adapter: {exc}", retry_after=30)
-        if self.fsync and any(name is not None for name in names):
-            try:
-                self._sync(self.intents)
-            except OSError as exc:
-                return [RetryableError(f"file adapter: {exc}", retry_after=30) for _ in items]
+        try:
+            names = self._intend_many(items)
+        except (OSError, sqlite3.Error) as exc:
+            return [RetryableError(f"file adapter: {exc}", retry_after=30) for _ in items]
         for index, (item, name) in enumerate(zip(items, names, strict=True)):
             if name is None:
                 continue
@@ -215,28 +211,30 @@ class FileAdapter:
         name = self._intend(item)
         if name is None:
             return
-        if self.fsync:
-            self._sync(self.intents)
         self._materialize(item, name)
         if self.fsync:
             self._sync(self.path)
 
-    def _intend(self, item: Application, *, sync: bool = True) -> str | None:
-        """The file name to write for ``item``, or None when its file is already there.
+    def _intend(self, item: Application) -> str | None:
+        """``_intend_many`` for one item."""
+        return self._intend_many([item])[0]
 
-        A new name is noted durably (once the intents folder is synced) before use.
+    def _intend_many(self, items: list[Application]) -> list[str | None]:
+        """Per item the file name to write, or None when its file is already there.
+
+        New names are noted durably (one commit for all) before they are used.
         """
-        digest = hashlib.sha256(item.event.idempotency_key.encode()).hexdigest()[:40]
-        note = self.intents / digest
-        try:
-            name = note.read_text().strip()
-        except FileNotFoundError:
-            name = ""
-        if name:
-            return None if (self.path / name).exists() else name
-        name = self.file_name(item, datetime.now(UTC))
-        self._atomic_in(self.intents, digest, name.encode(), sync=sync)
-        return name
+        applied_at = datetime.now(UTC)
+        noted = self.notes.note(
+            [
+                (
+                    hashlib.sha256(item.event.idempotency_key.encode()).hexdigest()[:40],
+                    self.file_name(item, applied_at),
+                )
+                for item in items
+            ]
+        )
+        return [None if before and (self.path / name).exists() else name for name, before in noted]
 
     def _materialize(self, item: Application, name: str) -> None:
         if self.csv and item.event.order is not None:
@@ -266,12 +264,12 @@ class FileAdapter:
     def _atomic(self, name: str, data: bytes) -> None:
         self._atomic_in(self.path, name, data)
 
-    def _atomic_in(self, folder: Path, name: str, data: bytes, *, sync: bool = True) -> None:
+    def _atomic_in(self, folder: Path, name: str, data: bytes) -> None:
         temporary = folder / f".{name}.tmp"
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
-            if self.fsync and sync:
+            if self.fsync:
                 os.fsync(handle.fileno())
         os.replace(temporary, folder / name)
 

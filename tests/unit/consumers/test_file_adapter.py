@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
+import hashlib
 import time
 from pathlib import Path
 
@@ -87,11 +88,47 @@ async def test_a_round_after_a_crash_writes_the_noted_file_once(
 
 
 async def test_old_notes_are_pruned_at_start(tmp_path: Path) -> None:
+    """A kept note names the file to write again; a pruned one is forgotten (new name)."""
     adapter = FileAdapter(str(tmp_path), intent_days=1)
-    await adapter.apply(application("old"))
-    await adapter.apply(application("new"))
-    notes = sorted((tmp_path / INTENTS).iterdir(), key=lambda p: p.stat().st_mtime)
-    two_days_ago = time.time() - 2 * 86400
-    os.utime(notes[0], (two_days_ago, two_days_ago))
+    old, new = application("old"), application("new")
+    adapter.notes.clock = lambda: time.time() - 2 * 86400
+    await adapter.apply(old)
+    adapter.notes.clock = time.time
+    await adapter.apply(new)
+    first = {path.name for path in effects(tmp_path)}
     await adapter.start()
-    assert len(list((tmp_path / INTENTS).iterdir())) == 1
+    for path in effects(tmp_path):  # the import job took both files
+        path.unlink()
+    await asyncio.sleep(0.001)  # a later applied-at, so a new note gets a new name
+    assert await adapter.apply_many([old, new]) == [None, None]
+    again = {path.name for path in effects(tmp_path)}
+    assert len(first & again) == 1 and "PO-new" in next(iter(first & again))
+    await adapter.close()
+
+
+async def test_note_files_of_earlier_releases_are_taken_over(tmp_path: Path) -> None:
+    item = application()
+    digest = hashlib.sha256(item.event.idempotency_key.encode()).hexdigest()[:40]
+    (tmp_path / INTENTS).mkdir()
+    noted = "20260101T000000000000Z--tradecloud--order--PO-1--v3--earlier.json"
+    (tmp_path / INTENTS / digest).write_text(noted + "\n")
+    adapter = FileAdapter(str(tmp_path))
+    await adapter.start()
+    assert [
+        p.name for p in (tmp_path / INTENTS).iterdir() if not p.name.startswith("intents")
+    ] == []
+    await adapter.apply(item)  # noted before the upgrade, file missing: exactly that file
+    await adapter.apply(item)
+    assert [path.name for path in effects(tmp_path)] == [noted]
+    await adapter.close()
+
+
+async def test_two_adapters_sharing_an_inbox_write_an_effect_once(tmp_path: Path) -> None:
+    """Two consumer processes on one host, one inbox: the first note wins."""
+    first, second = FileAdapter(str(tmp_path)), FileAdapter(str(tmp_path))
+    webhook, polled = application(), application()
+    results = await asyncio.gather(first.apply_many([webhook]), second.apply_many([polled]))
+    assert list(results) == [[None], [None]]
+    assert len(effects(tmp_path)) == 1
+    await first.close()
+    await second.close()
