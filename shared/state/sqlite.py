@@ -533,10 +533,21 @@ def _create_private(path: Path) -> None:
 
 
 def _configure(conn: sqlite3.Connection, options: SqliteOptions) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {int(options.timeout * 1000)}")
+    configure_wal(conn, options.path, timeout=options.timeout, synchronous=options.synchronous)
+
+
+def configure_wal(
+    conn: sqlite3.Connection,
+    path: Path,
+    *,
+    timeout: float,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+) -> None:
+    """Busy timeout, WAL mode and the sync level, safe while other processes open the file."""
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     # Switching to WAL needs a moment alone with the file; another process opening it
     # at the same time may hold it briefly, and the busy handler does not cover this.
-    deadline = time.monotonic() + options.timeout
+    deadline = time.monotonic() + timeout
     while True:
         try:
             mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
@@ -546,8 +557,8 @@ def _configure(conn: sqlite3.Connection, options: SqliteOptions) -> None:
                 raise
             time.sleep(0.05)  # on the connection's own thread, not the event loop
     if mode != "wal":
-        raise ConfigurationError(f"SQLite state file {options.path} cannot use WAL (got {mode})")
-    conn.execute(f"PRAGMA synchronous = {options.synchronous}")
+        raise ConfigurationError(f"SQLite file {path} cannot use WAL (got {mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
 
 
 def _migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:

@@ -108,7 +108,7 @@ class FileAdapter:
     async def apply(self, item: Application) -> None:
         try:
             await asyncio.to_thread(self._write, item)
-        except OSError as exc:  # disk full, permissions changed: try again later
+        except (OSError, sqlite3.Error) as exc:  # disk full, permissions: try again later
             raise RetryableError(f"file adapter: {exc}", retry_after=30) from None
 
     async def apply_many(self, items: list[Application]) -> list[BaseException | None]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shared.state.sqlite import transaction
+from shared.state.sqlite import configure_wal, transaction
 
 DATABASE = "intents.db"
 
@@ -38,13 +38,16 @@ class IntentNotes:
         self.folder = folder
         self.clock = clock
         self._lock = threading.Lock()
+        path = folder / DATABASE
         self._conn = sqlite3.connect(
-            folder / DATABASE, isolation_level=None, check_same_thread=False, timeout=30
+            path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute(_SCHEMA)
+        try:
+            configure_wal(self._conn, path, timeout=30)
+            self._conn.execute(_SCHEMA)
+        except BaseException:
+            self._conn.close()
+            raise
 
     def note(self, wanted: Sequence[tuple[str, str]]) -> list[tuple[str, bool]]:
         """For each ``(digest, proposed name)``: the name to use, and whether it was noted
