@@ -93,7 +93,7 @@ class FileAdapter:
         self.intents = self.path / INTENTS
         try:
             self.intents.mkdir(parents=True, exist_ok=True)
-            self.notes = IntentNotes(self.intents)
+            self.notes = IntentNotes(self.intents, durable=fsync)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(f"file adapter: cannot create {self.path}: {exc}") from None
 
@@ -262,16 +262,13 @@ class FileAdapter:
             os.close(descriptor)
 
     def _atomic(self, name: str, data: bytes) -> None:
-        self._atomic_in(self.path, name, data)
-
-    def _atomic_in(self, folder: Path, name: str, data: bytes) -> None:
-        temporary = folder / f".{name}.tmp"
+        temporary = self.path / f".{name}.tmp"
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
             if self.fsync:
                 os.fsync(handle.fileno())
-        os.replace(temporary, folder / name)
+        os.replace(temporary, self.path / name)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
