@@ -4,7 +4,7 @@ One buyer and one supplier company trade orders through their lifecycle
 (api-facts §3): issue, accept / reject, supplier proposal → approve / reject,
 reopen requests from either side, reconfirmation, cancel, complete, produced /
 ready to ship / shipped (with a shipment and despatch advice) / delivered,
-document attachments. Every change
+document attachments. By default every change
 
 * bumps the order ``version`` (sometimes by more than one, as Tradecloud's
   unsubscribed events and other lines do),
@@ -12,6 +12,33 @@ document attachments. Every change
   milliseconds (several orders can share one millisecond),
 * produces one webhook message: a new ``meta.messageId``, the flow's
   ``traceId``, and only the touched lines (polls return the whole order).
+
+Those are convenient habits, not promises. **Documented mode**
+(``World(seed, documented=True)``) does what the documentation allows and the
+default world never does, so tests can prove exactly-once against the real
+platform rather than against our own assumptions:
+
+* header-only changes (contact reassigned, custom labels) bump the version
+  and the order's ``lastUpdatedAt`` but no line's, and their events carry no
+  lines: ``"lines": []`` or no ``lines`` key at all (§1.1: an event carries
+  only the lines it touched);
+* several messages share one version: resends (``OrderResentByBuyer``),
+  order-documents events (which do not bump the version) and one command that
+  yields two events for different lines;
+* changes the integration is not subscribed to (``OrderLinesItemDetailsChanged``,
+  the order-level ``deliveryOverdue`` indicator, or any step on demand) move
+  the version and the stamps but send nothing, so the polled order's
+  ``meta.messageId`` stays the previous message's;
+* document ``lastUpdatedAt`` stamps of a share of orders and shipments are
+  zone-less local times, the docs' own example form (§7.1), read as UTC;
+* shipment approvals, rejections and header updates move the shipment's
+  ``meta.lastUpdatedAt`` and leave the lines' own stamps alone (§1.1:
+  changed lines are those stamped like the shipment);
+* orders can be deleted (``GET /v2/order/{id}`` then answers 404).
+
+Steps drawn at random include these situations for a share
+(``documented_share``) of the draws; each is also a named step or method
+for tests that want exactly one of them.
 
 Documents are rendered as Tradecloud sends them: ``orderId`` in webhook events,
 ``id`` in polled and fetched orders, exact decimals (written with
@@ -71,7 +98,29 @@ Step = Literal[
     "approve_shipment",
     "attach_document",
     "update_by_buyer",
+    # documented mode: what the platform may do beyond the default world's habits
+    "reassign_contact",
+    "update_labels",
+    "update_indicators",
+    "change_item_details",
+    "attach_order_document",
+    "line_and_logistics_update",
+    "resend",
+    "reject_shipment",
+    "update_shipment_header",
+    "reissue_shipment",
 ]
+
+Party = Literal["buyer", "supplier"]
+HeaderLines = Literal["empty", "omit"]
+
+UNSUBSCRIBED_EVENTS: Final = frozenset({"OrderLinesItemDetailsChanged", "OrderIndicatorsUpdated"})
+"""Events the documented world's integration is not subscribed to (nothing is pushed).
+
+``OrderIndicatorsUpdated`` is the simulator's own name for Tradecloud
+recomputing the order-level ``indicators.deliveryOverdue``: no documented
+event announces it, so no integration can subscribe to it.
+"""
 
 
 def iso_ms(ms: int) -> str:
@@ -80,7 +129,17 @@ def iso_ms(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+def iso_local(ms: int) -> str:
+    """The same instant as zone-less UTC wall-clock time, ``2026-01-05T08:00:00.123``.
+
+    The form of the docs' own ``lastUpdatedAt`` examples (api-facts §7.1); we
+    read a zone-less Tradecloud stamp as UTC.
+    """
+    return iso_ms(ms)[:-1]
+
+
 def parse_ms(text: str) -> int:
+    """An ISO date-time → milliseconds; a zone-less one is read as UTC."""
     moment = datetime.fromisoformat(text.strip())
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -114,6 +173,11 @@ class Line:
     shipped: Decimal = Decimal(0)
     updated_ms: int = 0
     documents: list[dict[str, Any]] = field(default_factory=list)
+    buyer_documents: list[dict[str, Any]] = field(default_factory=list)
+    item_details: dict[str, Any] | None = None
+    """``mergedItemDetails``, once the supplier corrected them (rendered only when set)."""
+    supplier_description: str | None = None
+    """``supplierLine.description``, once the supplier updated the line (rendered when set)."""
 
 
 @dataclass
@@ -128,6 +192,17 @@ class Order:
     created: str = ""
     single_delivery: bool = False
     documents: list[dict[str, Any]] = field(default_factory=list)
+    message_ms: int = 0
+    """When the message in ``meta`` was created: the last change *sent* to the integration."""
+    zoneless: bool = False
+    """Render this order's ``lastUpdatedAt`` stamps without a zone (documented mode)."""
+    buyer_contact: dict[str, Any] | None = None
+    supplier_contact: dict[str, Any] | None = None
+    buyer_labels: list[str] | None = None
+    supplier_labels: list[str] | None = None
+    delivery_overdue: bool = False
+    buyer_documents: list[dict[str, Any]] = field(default_factory=list)
+    supplier_documents: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def process_status(self) -> str:
@@ -148,6 +223,15 @@ class Shipment:
     status: str = "Issued"
     message_id: str = ""
     trace_id: str = ""
+    line_stamps: list[int] = field(default_factory=list)
+    """Each line's own ``meta.lastUpdatedAt`` (rendered as such in documented mode)."""
+    reason: str | None = None
+    """``status.processStatusReason`` (a rejection's free text)."""
+    locations: dict[str, Any] | None = None
+    erp_meta: dict[str, Any] | None = None
+    """``meta.supplierErpMeta``."""
+    zoneless: bool = False
+    revision: int = 0
 
 
 @dataclass(frozen=True)
@@ -160,6 +244,26 @@ class Change:
     line_ids: tuple[str, ...]
     message_id: str
     updated_ms: int
+    version: int | None = None
+    """The order's version after the change (None for shipments)."""
+    subscribed: bool = True
+    """False: the integration is not subscribed to this event, so nothing is pushed."""
+    lines_key: bool = True
+    """False: the webhook event has no ``lines`` key at all (header-only changes)."""
+    get_only: bool = False
+    """Only a legacy GET webhook announces it (an order deletion has no POST event)."""
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How a documented step is carried out; ``None`` leaves the choice to the seed."""
+
+    subscribed: bool | None = None
+    """False: the integration is not subscribed to the step's event(s)."""
+    by: Party | None = None
+    """Who acts, for steps either party can take (contacts, labels, documents)."""
+    lines: HeaderLines | None = None
+    """A header-only event's lines: ``"empty"`` (``[]``) or ``"omit"`` (no key)."""
 
 
 def aggregate_process(statuses: Sequence[str]) -> str:
@@ -234,7 +338,14 @@ RULES: Final[dict[Step, tuple[int, Callable[[Line], bool]]]] = {
 class World:
     """All orders and shipments, indexed by last update for polling."""
 
-    def __init__(self, seed: int = 1, clock: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int = 1,
+        clock: Callable[[], int] | None = None,
+        *,
+        documented: bool = False,
+    ) -> None:
+        self.seed = seed
         self.rng = random.Random(seed)
         self._uuid_rng = random.Random(seed * 7919 + 1)
         self.orders: dict[str, Order] = {}
@@ -251,6 +362,32 @@ class World:
         self._rendered: dict[tuple[str, bool], bytes] = {}
         self.tie_share = 0.0
         """Share of later changes that land in the same millisecond as the one before."""
+        self.deleted: dict[str, Order] = {}
+        """Orders deleted on the platform: gone from polls and ``GET /v2/order/{id}``."""
+        # Documented mode (see the module docstring); all off by default. Its own
+        # generator keeps the default world's draws exactly as they were.
+        self.documented = False
+        self.documented_share = 0.0
+        """Share of random steps drawn from the documented situations."""
+        self.zoneless_share = 0.0
+        """Share of new orders and shipments whose stamps render without a zone."""
+        self.own_shipment_line_stamps = False
+        """Render each shipment line's own stamp (else every line shows the shipment's)."""
+        self.unsubscribed_events: frozenset[str] = frozenset()
+        self._doc_rng = random.Random(seed * 104_729 + 7)
+        self._doc_serial = 0
+        self._options = StepOptions()
+        if documented:
+            self.enable_documented()
+
+    def enable_documented(self, *, share: float = 0.3, zoneless_share: float = 0.5) -> None:
+        """Behave as the documentation allows from now on (what exists stays as it is)."""
+        self.documented = True
+        self.documented_share = share
+        self.zoneless_share = zoneless_share
+        self.own_shipment_line_stamps = True
+        self.unsubscribed_events = UNSUBSCRIBED_EVENTS
+        self._rendered.clear()
 
     # ------------------------------------------------------------ time and ids
 
@@ -338,8 +475,14 @@ class World:
         return changes
 
     def issue_order(
-        self, *, lines: int | None = None, tie: bool = False, single_delivery: bool = False
+        self,
+        *,
+        lines: int | None = None,
+        tie: bool = False,
+        single_delivery: bool = False,
+        zoneless: bool | None = None,
     ) -> Change:
+        """A new order (``zoneless``: its stamps without a zone; None: the mode decides)."""
         self._serial += 1
         order_id = self.uuid()
         count = lines if lines is not None else self.rng.choice((1, 1, 2, 3, 4, 6))
@@ -365,13 +508,23 @@ class World:
             trace_id=self.uuid(),
             single_delivery=single_delivery,
         )
+        if zoneless is None and self.documented:
+            zoneless = self._doc_rng.random() < self.zoneless_share
+        order.zoneless = bool(zoneless)
         self.orders[order_id] = order
         return self._touch(order, new_lines, "OrderIssuedByBuyer", tie=tie)
 
     # ------------------------------------------------------------ lifecycle
 
     def possible_steps(self, order: Order) -> list[Step]:
-        """Steps that apply to at least one line now, repeated by their weight."""
+        """Steps that apply now, repeated by their weight (documented ones in that mode)."""
+        steps = self._lifecycle_steps(order)
+        if self.documented:
+            steps += self.documented_steps(order)
+        return steps
+
+    def _lifecycle_steps(self, order: Order) -> list[Step]:
+        """The default world's steps that apply to at least one line now, by weight."""
         steps = [
             step
             for step, (weight, rule) in RULES.items()
@@ -382,18 +535,75 @@ class World:
             steps.append("approve_shipment")
         return steps
 
-    def advance(self, order_id: str, step: Step | None = None) -> Change | None:
-        """Apply one lifecycle step (a random possible one when ``step`` is None)."""
+    def documented_steps(self, order: Order, *, drawn: bool = False) -> list[Step]:
+        """The documented situations possible for ``order`` now.
+
+        ``drawn``: only those a random draw may pick, which leaves finished
+        orders alone (otherwise every order would stay movable forever);
+        asked for by name, they apply to any order.
+        """
+        live = [
+            ln for ln in order.lines if ln.process not in ("Cancelled", "Completed", "Rejected")
+        ]
+        if drawn and not live:
+            return []
+        steps: list[Step] = [
+            "reassign_contact",
+            "update_labels",
+            "update_indicators",
+            "attach_order_document",
+            "resend",
+            "change_item_details",
+        ]
+        if self._line_and_logistics_pairs(order):
+            steps += ["line_and_logistics_update"] * 2
+        shipments = [self.shipments[s] for s in self._shipments_of.get(order.id, ())]
+        if any(s.status == "Issued" for s in shipments):
+            steps.append("reject_shipment")
+        if any(s.status != "Rejected" for s in shipments):
+            steps += ["update_shipment_header", "update_shipment_header"]
+        if shipments:
+            steps.append("reissue_shipment")
+        return steps
+
+    def can_move(self, order: Order) -> bool:
+        """Whether a random ``advance`` of ``order`` would change something."""
+        return bool(
+            self._lifecycle_steps(order)
+            or (self.documented and self.documented_steps(order, drawn=True))
+        )
+
+    def advance(
+        self, order_id: str, step: Step | None = None, options: StepOptions | None = None
+    ) -> Change | None:
+        """Apply one lifecycle step (a random possible one when ``step`` is None).
+
+        In documented mode a ``documented_share`` of random draws picks a
+        documented situation. A documented step asked for by name applies in
+        any mode; ``options`` says how (who acts, header lines, subscribed).
+        """
         order = self.orders[order_id]
-        choices = self.possible_steps(order)
         if step is None:
-            if not choices:
+            step = self._draw(order)
+            if step is None:
                 return None
-            step = self.rng.choice(choices)
-        elif step not in choices:
+        elif step not in self._lifecycle_steps(order) and step not in self.documented_steps(order):
             raise ValueError(f"step {step!r} is not possible for order {order_id} now")
-        change: Change = getattr(self, f"_step_{step}")(order)
+        self._options = options or StepOptions()
+        try:
+            change: Change = getattr(self, f"_step_{step}")(order)
+        finally:
+            self._options = StepOptions()
         return change
+
+    def _draw(self, order: Order) -> Step | None:
+        lifecycle = self._lifecycle_steps(order)
+        if not self.documented:  # the default world draws exactly as it always did
+            return self.rng.choice(lifecycle) if lifecycle else None
+        documented = self.documented_steps(order, drawn=True)
+        if documented and (not lifecycle or self.rng.random() < self.documented_share):
+            return self.rng.choice(documented)
+        return self.rng.choice(lifecycle) if lifecycle else None
 
     def _lines(self, order: Order, step: Step, *, at_most: int | None = None) -> list[Line]:
         """A random non-empty selection of the lines ``step`` applies to."""
@@ -583,6 +793,21 @@ class World:
             lines=[(line, line.quantity) for line in lines],
             trace_id=self.uuid(),
         )
+        if self.documented:
+            shipment.zoneless = self._doc_rng.random() < self.zoneless_share
+            departure = datetime.fromtimestamp(self._now / 1000, UTC).date()
+            shipment.locations = {
+                "departure": {
+                    "location": {"locationType": "AgreedPlace", "names": ["Supplier plant"]},
+                    "etdDate": departure.isoformat(),
+                },
+                "destinations": [
+                    {
+                        "location": {"locationType": "PlaceOfDestination", "names": ["Buyer DC"]},
+                        "etaStartDate": (departure + timedelta(days=3)).isoformat(),
+                    }
+                ],
+            }
         self.shipments[shipment.id] = shipment
         self._shipments_of.setdefault(order.id, []).append(shipment.id)
         self._touch_shipment(shipment, "ShipmentIssuedBySupplier", tie=True)
@@ -598,10 +823,212 @@ class World:
             "type": "Certificate",
             "description": "3.1 material certificate",
         }
-        line.documents.append(document)
+        if not self.documented:
+            line.documents.append(document)
+            return self._touch(
+                order, [line], "OrderDocumentsAttachedBySupplier", kind="order_documents"
+            )
+        # Documented: either party attaches, and a documents event keeps the version.
+        by = self._by()
+        (line.buyer_documents if by == "buyer" else line.documents).append(document)
         return self._touch(
-            order, [line], "OrderDocumentsAttachedBySupplier", kind="order_documents"
+            order,
+            [line],
+            f"OrderDocumentsAttachedBy{by.title()}",
+            kind="order_documents",
+            bump=False,
         )
+
+    # ------------------------------------------------------------ documented situations
+
+    def _by(self) -> Party:
+        by = self._options.by
+        return by if by is not None else self._doc_rng.choice(("buyer", "supplier"))
+
+    def _header_lines_key(self) -> bool:
+        """Whether a header-only event has ``"lines": []`` (True) or no ``lines`` key."""
+        if self._options.lines is not None:
+            return self._options.lines == "empty"
+        return self._doc_rng.random() < 0.5
+
+    def _next_doc_serial(self) -> int:
+        self._doc_serial += 1
+        return self._doc_serial
+
+    def _step_reassign_contact(self, order: Order) -> Change:
+        """Header only: ``buyerOrder.contact`` / ``supplierOrder.contact`` changes."""
+        by, n = self._by(), self._next_doc_serial()
+        contact = {"userId": self.uuid(), "email": f"{by}.contact{n}@{by}.example"}
+        if by == "buyer":
+            order.buyer_contact = contact
+        else:
+            order.supplier_contact = contact
+        return self._touch(
+            order, [], f"OrderContactReassignedBy{by.title()}", lines_key=self._header_lines_key()
+        )
+
+    def _step_update_labels(self, order: Order) -> Change:
+        """Header only: the party's custom labels (``buyerOrder.labels``, ``customLabels``)."""
+        by, n = self._by(), self._next_doc_serial()
+        labels = [f"{by}-label-{n}", self._doc_rng.choice(("urgent", "project-x", "audit"))]
+        if by == "buyer":
+            order.buyer_labels = labels
+        else:
+            order.supplier_labels = labels
+        return self._touch(
+            order,
+            [],
+            f"OrderCustomLabelsUpdatedBy{by.title()}",
+            lines_key=self._header_lines_key(),
+        )
+
+    def _step_update_indicators(self, order: Order) -> Change:
+        """Header only: Tradecloud flips the order-level ``indicators.deliveryOverdue``.
+
+        No documented event announces it, so by default nothing is pushed.
+        """
+        order.delivery_overdue = not order.delivery_overdue
+        return self._touch(order, [], "OrderIndicatorsUpdated", lines_key=self._header_lines_key())
+
+    def _step_change_item_details(self, order: Order) -> Change:
+        """``OrderLinesItemDetailsChanged`` on one line (unsubscribed by default)."""
+        live = [
+            ln for ln in order.lines if ln.process not in ("Cancelled", "Completed", "Rejected")
+        ]
+        line = self._doc_rng.choice(live or order.lines)
+        line.item_details = {
+            "countryOfOriginCodeIso2": self._doc_rng.choice(("NL", "DE", "CN", "IT")),
+            "batchNumber": f"B{self._next_doc_serial():06d}",
+        }
+        return self._touch(order, [line], "OrderLinesItemDetailsChanged")
+
+    def _step_attach_order_document(self, order: Order) -> Change:
+        """An order-level document (``buyerOrder``/``supplierOrder.documents``): no lines."""
+        by, n = self._by(), self._next_doc_serial()
+        document = {
+            "code": f"ODOC-{n:06d}",
+            "revision": "1",
+            "name": f"Order terms {order.number}.pdf",
+            "objectId": self.uuid(),
+            "type": "Terms",
+        }
+        (order.buyer_documents if by == "buyer" else order.supplier_documents).append(document)
+        return self._touch(
+            order,
+            [],
+            f"OrderDocumentsAttachedBy{by.title()}",
+            kind="order_documents",
+            bump=not self.documented,
+            lines_key=self._header_lines_key(),
+        )
+
+    def _line_and_logistics_pairs(self, order: Order) -> list[tuple[Line, Line]]:
+        """(a line to update, a different confirmed line whose logistics can move)."""
+        return [
+            (updated, moved)
+            for moved in order.lines
+            if _confirmed(moved, "Open", "Produced")
+            for updated in order.lines
+            if updated is not moved
+            and updated.process not in ("Cancelled", "Completed", "Rejected")
+        ]
+
+    def _step_line_and_logistics_update(self, order: Order) -> Change:
+        """One supplier command, two events at one version and one stamp.
+
+        The supplier updates one line (``OrderLinesUpdatedBySupplier``) and the
+        logistics of another (``…DeliveryScheduleLogisticsUpdatedBySupplier``):
+        two messages, two message ids, the same ``version`` and ``lastUpdatedAt``.
+        """
+        pairs = self._line_and_logistics_pairs(order)
+        if not pairs:
+            raise ValueError(f"order {order.id} has no two lines for one command")
+        updated, moved = self._doc_rng.choice(pairs)
+        updated.supplier_description = f"Sales text rev. {self._next_doc_serial()}"
+        moved.logistics = "Produced" if moved.logistics == "Open" else "ReadyToShip"
+        stamp = self.now_ms()
+        first = self._touch(order, [updated], "OrderLinesUpdatedBySupplier", stamp=stamp)
+        self._touch(
+            order,
+            [moved],
+            "OrderLinesDeliveryScheduleLogisticsUpdatedBySupplier",
+            stamp=stamp,
+            bump=False,
+        )
+        return first
+
+    def _step_resend(self, order: Order) -> Change:
+        return self.resend(order.id)
+
+    def resend(self, order_id: str, *, by: Party = "buyer") -> Change:
+        """ "Resend" in the portal: the whole order again, at its current version.
+
+        Nothing changes, so the order keeps its stamps and its ``meta``; the
+        message is new (its own ``messageId``).
+        """
+        order = self.orders[order_id]
+        change = Change(
+            "order",
+            f"OrderResentBy{by.title()}",
+            order.id,
+            tuple(line.id for line in order.lines),
+            self.uuid(),
+            order.updated_ms,
+            version=order.version,
+        )
+        self.changes.append(change)
+        return change
+
+    def _order_shipment(self, order: Order, allowed: Callable[[Shipment], bool]) -> str:
+        candidates = [s for s in self._shipments_of.get(order.id, ()) if allowed(self.shipments[s])]
+        if not candidates:
+            raise ValueError(f"order {order.id} has no such shipment")
+        return self._doc_rng.choice(candidates)
+
+    def _step_reject_shipment(self, order: Order) -> Change:
+        return self.reject_shipment(self._order_shipment(order, lambda s: s.status == "Issued"))
+
+    def _step_update_shipment_header(self, order: Order) -> Change:
+        shipment_id = self._order_shipment(order, lambda s: s.status != "Rejected")
+        return self.update_shipment_header(shipment_id)
+
+    def _step_reissue_shipment(self, order: Order) -> Change:
+        return self.reissue_shipment(self._order_shipment(order, lambda s: True))
+
+    def delete_order(self, order_id: str) -> Change:
+        """The order disappears from the platform: polls skip it, ``GET`` answers 404.
+
+        Only a legacy GET webhook could announce it (``get_only``): a POST
+        integration has no documented event for a deletion.
+        """
+        order = self.orders.pop(order_id)
+        del self._order_index[bisect.bisect_left(self._order_index, (order.updated_ms, order.id))]
+        self.deleted[order_id] = order
+        self._rendered.pop((order.id, False), None)
+        self._rendered.pop((order.id, True), None)
+        change = Change(
+            "order",
+            "OrderDeleted",
+            order.id,
+            (),
+            self.uuid(),
+            order.updated_ms,
+            version=order.version,
+            get_only=True,
+        )
+        self.changes.append(change)
+        return change
+
+    def set_zoneless(self, document_id: str, zoneless: bool = True) -> None:
+        """Render an order's or a shipment's ``lastUpdatedAt`` stamps with or without a zone."""
+        document: Order | Shipment | None = self.orders.get(document_id) or self.shipments.get(
+            document_id
+        )
+        if document is None:
+            raise KeyError(document_id)
+        document.zoneless = zoneless
+        self._rendered.pop((document_id, False), None)
+        self._rendered.pop((document_id, True), None)
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -613,9 +1040,20 @@ class World:
         *,
         tie: bool = False,
         kind: Literal["order", "order_documents"] = "order",
+        stamp: int | None = None,
+        bump: bool = True,
+        lines_key: bool = True,
     ) -> Change:
+        """Record a change of ``order`` touching ``lines`` (none: a header-only change).
+
+        ``stamp``: a stamp already taken (two events of one command);
+        ``bump=False`` keeps the version (documents events, the second event
+        of one command). An event the integration is not subscribed to moves
+        everything but the order's ``meta``: no message was sent.
+        """
         previous = (order.updated_ms, order.id)
-        stamp = self.now_ms(tie=tie)
+        if stamp is None:
+            stamp = self.now_ms(tie=tie)
         for line in lines:
             line.updated_ms = stamp
         if previous[0]:
@@ -624,41 +1062,123 @@ class World:
         bisect.insort(self._order_index, (stamp, order.id))
         if previous[0] == 0:
             order.version, order.created = 1, iso_ms(stamp)
-        else:  # versions skip: unsubscribed events and other lines bump them too
+        elif bump:  # versions skip: unsubscribed events and other lines bump them too
             order.version += self.rng.choice((1, 1, 1, 2, 3))
-        order.message_id = self.uuid()
+        subscribed = self._options.subscribed
+        if subscribed is None:
+            subscribed = event_name not in self.unsubscribed_events
+        message_id = self.uuid()
+        if subscribed:
+            order.message_id, order.message_ms = message_id, stamp
         self._rendered.pop((order.id, False), None)
         self._rendered.pop((order.id, True), None)
         change = Change(
-            kind, event_name, order.id, tuple(line.id for line in lines), order.message_id, stamp
+            kind,
+            event_name,
+            order.id,
+            tuple(line.id for line in lines),
+            message_id,
+            stamp,
+            version=order.version,
+            subscribed=subscribed,
+            lines_key=lines_key,
         )
         self.changes.append(change)
         return change
 
-    def _touch_shipment(self, shipment: Shipment, event_name: str, *, tie: bool = False) -> Change:
+    def _touch_shipment(
+        self,
+        shipment: Shipment,
+        event_name: str,
+        *,
+        tie: bool = False,
+        restamp: Sequence[int] | None = None,
+    ) -> Change:
+        """Record a shipment change; ``restamp``: the lines it changed (None: all of them)."""
         previous = (shipment.updated_ms, shipment.id)
         stamp = self.now_ms(tie=tie)
         if previous[0]:
             del self._shipment_index[bisect.bisect_left(self._shipment_index, previous)]
         shipment.updated_ms = stamp
         bisect.insort(self._shipment_index, (stamp, shipment.id))
-        shipment.message_id = self.uuid()
+        if len(shipment.line_stamps) < len(shipment.lines):
+            shipment.line_stamps += [stamp] * (len(shipment.lines) - len(shipment.line_stamps))
+        changed = range(len(shipment.lines)) if restamp is None else restamp
+        for index in changed:
+            shipment.line_stamps[index] = stamp
+        subscribed = self._options.subscribed
+        if subscribed is None:
+            subscribed = event_name not in self.unsubscribed_events
+        message_id = self.uuid()
+        if subscribed:
+            shipment.message_id = message_id
         self._rendered.pop((shipment.id, False), None)
+        # Without own line stamps every line shows the shipment's: all of them changed.
+        lines = shipment.lines
+        if self.own_shipment_line_stamps:
+            lines = [shipment.lines[i] for i in changed]
         change = Change(
             "shipment",
             event_name,
             shipment.id,
-            tuple(line.id for line, _ in shipment.lines),
-            shipment.message_id,
+            tuple(line.id for line, _ in lines),
+            message_id,
             stamp,
+            subscribed=subscribed,
         )
         self.changes.append(change)
         return change
 
     def approve_shipment(self, shipment_id: str) -> Change:
+        """``ShipmentApprovedByBuyer``: a status change; no line is re-stamped."""
         shipment = self.shipments[shipment_id]
         shipment.status = "Approved"
-        return self._touch_shipment(shipment, "ShipmentApprovedByBuyer")
+        shipment.reason = None
+        return self._touch_shipment(shipment, "ShipmentApprovedByBuyer", restamp=())
+
+    def reject_shipment(self, shipment_id: str, reason: str | None = None) -> Change:
+        """``ShipmentRejectedByBuyer`` with ``status.processStatusReason``; no line re-stamped."""
+        shipment = self.shipments[shipment_id]
+        shipment.status = "Rejected"
+        shipment.reason = reason or self._doc_rng.choice(
+            ("Quantities do not match the order", "Wrong delivery address", "Missing documents")
+        )
+        return self._touch_shipment(shipment, "ShipmentRejectedByBuyer", restamp=())
+
+    def update_shipment_header(
+        self, shipment_id: str, what: Literal["locations", "erp_meta"] | None = None
+    ) -> Change:
+        """``ShipmentHeaderUpdatedBySupplier``: new ATD/ETA dates or ``meta.supplierErpMeta``.
+
+        Only the shipment's own ``meta.lastUpdatedAt`` moves; the lines keep theirs.
+        """
+        shipment = self.shipments[shipment_id]
+        shipment.revision += 1
+        if what is None:
+            what = self._doc_rng.choice(("locations", "erp_meta"))
+        if what == "locations":
+            day = datetime.fromtimestamp(self._now / 1000, UTC).date() + timedelta(
+                days=shipment.revision
+            )
+            locations = shipment.locations or {"departure": {}, "destinations": [{}]}
+            locations["departure"]["atdDate"] = day.isoformat()
+            locations["destinations"][0]["etaStartDate"] = (day + timedelta(days=2)).isoformat()
+            shipment.locations = locations
+        else:
+            shipment.erp_meta = {
+                "erpSystem": "SupplierERP",
+                "despatchAdviceRevision": str(shipment.revision),
+            }
+        return self._touch_shipment(shipment, "ShipmentHeaderUpdatedBySupplier", restamp=())
+
+    def reissue_shipment(self, shipment_id: str) -> Change:
+        """``ShipmentReissuedBySupplier``: one line's quantity changes; only it is re-stamped."""
+        shipment = self.shipments[shipment_id]
+        index = self._doc_rng.randrange(len(shipment.lines))
+        line, quantity = shipment.lines[index]
+        shipment.lines[index] = (line, quantity - 1 if quantity > 1 else quantity + 1)
+        shipment.status, shipment.reason = "Issued", None
+        return self._touch_shipment(shipment, "ShipmentReissuedBySupplier", restamp=(index,))
 
     # ------------------------------------------------------------ queries
 
@@ -707,29 +1227,41 @@ class World:
                 "purchaseOrderNumber": order.number,
                 "supplierAccountNumber": "SUP-0815",
                 "orderType": "Purchase",
-                "contact": {"email": "purchasing@buyer.example"},
-                "documents": [],
+                "contact": order.buyer_contact or {"email": "purchasing@buyer.example"},
+                "documents": order.buyer_documents,
             },
             "supplierOrder": {
                 "companyId": SUPPLIER_COMPANY,
                 "buyerAccountNumber": "CUST-4711",
-                "contact": {"email": "sales@supplier.example"},
-                "documents": [],
+                "contact": order.supplier_contact or {"email": "sales@supplier.example"},
+                "documents": order.supplier_documents,
             },
-            "indicators": {"deliveryOverdue": False},
+            "indicators": {"deliveryOverdue": order.delivery_overdue},
             "status": {
                 "processStatus": order.process_status,
                 "logisticsStatus": order.logistics_status,
             },
             "version": order.version,
             "lines": [
-                self._line_document(line, single_delivery)
+                self._line_document(line, single_delivery, order.zoneless)
                 for line in (order.lines if lines is None else lines)
             ],
-            "meta": self.meta(order.message_id, order.trace_id, order.updated_ms),
-            "lastUpdatedAt": iso_ms(order.updated_ms),
+            "meta": self.meta(order.message_id, order.trace_id, order.message_ms),
+            "lastUpdatedAt": self.stamp(order.updated_ms, order.zoneless),
         }
+        if order.buyer_labels is not None:
+            document["buyerOrder"]["labels"] = order.buyer_labels
+        if order.buyer_labels is not None or order.supplier_labels is not None:
+            document["customLabels"] = {
+                "buyer": order.buyer_labels or [],
+                "supplier": order.supplier_labels or [],
+            }
         return document
+
+    @staticmethod
+    def stamp(ms: int, zoneless: bool) -> str:
+        """A document ``lastUpdatedAt``: ``…SSSZ``, or zone-less UTC wall-clock time."""
+        return iso_local(ms) if zoneless else iso_ms(ms)
 
     def meta(
         self, message_id: str, trace_id: str, created_ms: int, company: str = BUYER_COMPANY
@@ -744,7 +1276,9 @@ class World:
             "createdDateTime": iso_ms(created_ms),
         }
 
-    def _line_document(self, line: Line, single_delivery: bool) -> dict[str, Any]:
+    def _line_document(
+        self, line: Line, single_delivery: bool, zoneless: bool = False
+    ) -> dict[str, Any]:
         number, name, unit, _ = line.item
         schedule_status = {"Cancelled": "Open"}.get(line.logistics, line.logistics)
         plain_entry = {
@@ -773,7 +1307,7 @@ class World:
                     "purchaseUnitOfMeasureIso": unit,
                     "supplierItemNumber": f"S-{number}",
                 },
-                "documents": [],
+                "documents": line.buyer_documents,
             },
             "supplierLine": {
                 "salesOrderNumber": "SO-" + line.position,
@@ -786,8 +1320,12 @@ class World:
                 "logisticsStatus": line.logistics,
                 **({"inProgressStatus": line.in_progress} if line.in_progress else {}),
             },
-            "lastUpdatedAt": iso_ms(line.updated_ms),
+            "lastUpdatedAt": self.stamp(line.updated_ms, zoneless),
         }
+        if line.supplier_description is not None:
+            document["supplierLine"]["description"] = line.supplier_description
+        if line.item_details is not None:
+            document["mergedItemDetails"] = line.item_details
         if requested is not None:
             key = "proposal" if requested.kind == "proposal" else "reopenRequest"
             side = "supplierLine" if requested.by == "supplier" else "buyerLine"
@@ -842,10 +1380,11 @@ class World:
                     change.message_id, shipment.trace_id, change.updated_ms, SUPPLIER_COMPANY
                 ),
             }
-        order = self.orders[change.document_id]
+        order = self.orders.get(change.document_id) or self.deleted[change.document_id]
         lines = [line for line in order.lines if line.id in change.line_ids]
         if change.kind == "order_documents":
-            event = {
+            by_buyer = change.event_name.endswith("ByBuyer")
+            event: dict[str, Any] = {
                 "orderId": order.id,
                 "version": order.version,
                 "buyerOrder": {"companyId": BUYER_COMPANY, "purchaseOrderNumber": order.number},
@@ -856,14 +1395,29 @@ class World:
                         "buyerLine": {"position": line.position},
                         "supplierLine": {"documents": line.documents[-1:]},
                     }
+                    if not by_buyer
+                    else {
+                        "id": line.id,
+                        "buyerLine": {
+                            "position": line.position,
+                            "documents": line.buyer_documents[-1:],
+                        },
+                    }
                     for line in lines
                 ],
                 "status": {
                     "processStatus": order.process_status,
                     "logisticsStatus": order.logistics_status,
                 },
-                "lastUpdatedAt": iso_ms(order.updated_ms),
+                "lastUpdatedAt": self.stamp(order.updated_ms, order.zoneless),
             }
+            if not change.line_ids:  # an order-level document: the header carries it
+                party, attached = (
+                    ("buyerOrder", order.buyer_documents)
+                    if by_buyer
+                    else ("supplierOrder", order.supplier_documents)
+                )
+                event[party]["documents"] = attached[-1:]
             field_name = "orderDocumentsEvent"
         else:
             event = self.order_document(
@@ -873,6 +1427,8 @@ class World:
             field_name = "orderEvent"
             if single_delivery:
                 field_name = "simpleOrderEvent" if legacy else "singleDeliveryOrderEvent"
+        if not change.lines_key:
+            event.pop("lines")
         message_meta = self.meta(change.message_id, order.trace_id, change.updated_ms)
         body: dict[str, Any] = {"eventName": change.event_name, field_name: event}
         if meta in ("inside", "both"):
@@ -890,9 +1446,13 @@ class World:
         return cached
 
     def shipment_document(self, shipment: Shipment) -> dict[str, Any]:
-        order = self.orders[shipment.order_id]
-        stamp = iso_ms(shipment.updated_ms)
-        return {
+        order = self.orders.get(shipment.order_id) or self.deleted[shipment.order_id]
+        stamp = self.stamp(shipment.updated_ms, shipment.zoneless)
+        line_stamps = [
+            self.stamp(ms, shipment.zoneless) if self.own_shipment_line_stamps else stamp
+            for ms in shipment.line_stamps
+        ]
+        document: dict[str, Any] = {
             "id": shipment.id,
             "identifiers": {"trackingNumber": f"TRK-{shipment.number}"},
             "transportMode": "Road transport",
@@ -927,13 +1487,20 @@ class World:
                         "despatchQuantity": quantity,
                         "backorderQuantity": 0,
                     },
-                    "meta": {"lastUpdatedAt": stamp},
+                    "meta": {"lastUpdatedAt": line_stamps[i]},
                 }
                 for i, (line, quantity) in enumerate(shipment.lines)
             ],
             "status": {"processStatus": shipment.status},
             "meta": {"lastUpdatedAt": stamp},
         }
+        if shipment.reason is not None:
+            document["status"]["processStatusReason"] = shipment.reason
+        if shipment.locations is not None:
+            document["locations"] = shipment.locations
+        if shipment.erp_meta is not None:
+            document["meta"]["supplierErpMeta"] = shipment.erp_meta
+        return document
 
 
 def _prices(price: Decimal, unit: str) -> dict[str, Any]:
