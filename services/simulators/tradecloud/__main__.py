@@ -15,7 +15,7 @@ log = get_logger(__name__)
 
 
 def build(args: argparse.Namespace) -> TradecloudSimulator:
-    world = World(seed=args.seed)
+    world = World(seed=args.seed, documented=args.documented)
     world.generate(args.orders)
     if args.wall_clock:  # the generated history stays seeded; what follows is stamped now
         world.use_clock(lambda: int(time.time() * 1000))
@@ -26,7 +26,10 @@ def build(args: argparse.Namespace) -> TradecloudSimulator:
         rate_limit=args.rate_limit,
         # Tradecloud retries answers above 500 forever (api-facts §1.3).
         sender=WebhookSender(max_attempts=None, max_backoff=args.webhook_max_backoff),
+        documented=args.documented,
     )
+    if args.omit_total_share is not None:
+        simulator.omit_total_share = args.omit_total_share
     urls: dict[Kind, str | None] = {
         "order": args.webhook_orders_url,
         "order_documents": args.webhook_documents_url,
@@ -58,6 +61,7 @@ async def _serve(args: argparse.Namespace) -> None:
             orders=len(simulator.world.orders),
             shipments=len(simulator.world.shipments),
             seed=args.seed,
+            documented=simulator.documented,
             webhooks=sorted(simulator.sender.targets),
         )
 

@@ -38,6 +38,20 @@ def register(platforms: Any) -> None:
         default=10.0,
         help="API requests per second per client (%(default)s)",
     )
+    parser.add_argument(
+        "--documented",
+        action="store_true",
+        help="documented-behaviour mode: what the docs allow beyond our assumptions "
+        "(header-only and unsubscribed changes, shared versions, zone-less stamps, "
+        "out-of-order webhooks, polls without total, deletions)",
+    )
+    parser.add_argument(
+        "--omit-total-share",
+        type=float,
+        default=None,
+        help="share of poll answers without total, 1 = all (default: 0.25 with "
+        "--documented, else 0)",
+    )
     drive = parser.add_argument_group("driving a flow (demo)")
     drive.add_argument(
         "--drive-rate",
