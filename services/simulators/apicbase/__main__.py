@@ -13,7 +13,7 @@ log = get_logger(__name__)
 
 def build(args: argparse.Namespace) -> ApicbaseSimulator:
     simulator = ApicbaseSimulator(
-        book=history(args.seed, args.orders),
+        book=history(args.seed, args.orders, documented=args.documented),
         clients={args.client_id: args.client_secret},
         access_ttl=args.access_ttl,
         rotate_refresh_tokens=args.rotate_refresh_tokens,
@@ -38,6 +38,7 @@ async def _serve(args: argparse.Namespace) -> None:
             url=base,
             orders=len(simulator.book.orders),
             seed=args.seed,
+            documented=simulator.documented,
             client_id=args.client_id,
             webhook=simulator.webhook.url if simulator.webhook else None,
         )

@@ -28,6 +28,17 @@ create orders (placed for the API, or pushed by webhook as the customer's
 checkout does), push again, mark delivered, configure the webhook, inject
 faults (statuses, 429s, slow answers, connection resets), issue or expire
 tokens, read delivery outcomes, and drive a flow by itself.
+
+Documented mode (``ApicbaseSimulator(documented=True)``, ``--documented``)
+does what the documentation allows beyond our convenient assumptions: the
+webhook and API copies of a share of orders differ in formatting only
+(``orders.Style``: ``"26.1"`` against ``"26.10"``, microseconds and
+``+01:00`` against milliseconds and ``Z``), and a share of webhook pushes lose
+their answer, so the order stays in the cart and the customer places it again
+later: the supplier receives the **same id** twice, with a new ``ordered_on``.
+Orders whose push failed are placed again the same way. ``GET
+/_control/orders`` is the final truth: every order as the API returns it, and
+every body the webhook actually sent.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ import binascii
 import contextlib
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,10 +60,12 @@ from aiohttp import web
 from yarl import URL
 
 from services.simulators.apicbase.orders import (
+    DIFFERING_STYLES,
     OrderBook,
     OrderGenerator,
     PurchaseOrder,
     QueryError,
+    Style,
     parse_query,
 )
 from services.simulators.apicbase.webhooks import Delivery, WebhookSender, WebhookTarget
@@ -129,6 +142,14 @@ class ApicbaseSimulator:
     faults: list[Fault] = field(default_factory=list)
     clock: Callable[[], float] = time.time
     """Wall clock for token expiry and order stamps (injectable in tests)."""
+    documented: bool = False
+    """Documented mode; also on when the book was built with ``documented=True``."""
+    lose_answer_share: float = 0.0
+    """Share of driven webhook pushes whose answer gets lost (documented mode)."""
+    replace_share: float = 0.0
+    """Chance per driven tick that a customer places a failed order again (documented)."""
+    awaiting_replace: list[str] = field(default_factory=list)
+    """Orders whose push failed or lost its answer, in the cart, to be placed again."""
     requests: int = 0
     throttled: int = 0
     token_requests: int = 0
@@ -138,6 +159,16 @@ class ApicbaseSimulator:
     _refresh: dict[str, _Refresh] = field(default_factory=dict)
     _codes: dict[str, tuple[str, float]] = field(default_factory=dict)
     _windows: dict[str, deque[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.documented or self.book.documented:
+            self.use_documented()
+
+    def use_documented(self) -> None:
+        """Documented mode from now on (orders already made keep their copies' styles)."""
+        self.documented = self.book.documented = True
+        self.lose_answer_share = self.lose_answer_share or 0.1
+        self.replace_share = self.replace_share or 0.5
 
     # ------------------------------------------------------------ orders
 
@@ -157,31 +188,71 @@ class ApicbaseSimulator:
         return ids
 
     async def place_orders(
-        self, count: int = 1, *, lines: int | None = None, pretty: bool | None = None
+        self,
+        count: int = 1,
+        *,
+        lines: int | None = None,
+        pretty: bool | None = None,
+        lose_answer: bool = False,
+        styles: tuple[Style, Style] | None = None,
     ) -> list[Delivery]:
-        """Orders placed at checkout with the webhook configured: each is pushed once."""
+        """Orders placed at checkout with the webhook configured: each is pushed once.
+
+        ``lose_answer``: the supplier gets the order but its answer never comes
+        back, so the order stays in the cart. ``styles``: (webhook, API) copy
+        styles of the new orders.
+        """
         target = self._target()
         deliveries = []
         for _ in range(count):
             order = self.book.add(self.now(), lines=lines)
-            deliveries.append(await self._push(order, target, pretty))
+            if styles is not None:
+                order.webhook_style, order.api_style = styles
+            deliveries.append(await self._push(order, target, pretty, lose_answer))
         return deliveries
 
-    async def push(self, order_id: str, *, pretty: bool | None = None) -> Delivery:
-        """The customer places an order again after a failed push (its cart is kept)."""
+    async def push(
+        self,
+        order_id: str,
+        *,
+        pretty: bool | None = None,
+        lose_answer: bool = False,
+        keep_ordered_on: bool = False,
+    ) -> Delivery:
+        """The customer places an order again after a failed push (its cart is kept).
+
+        Same id; a new ``ordered_on`` unless ``keep_ordered_on``.
+        """
         order = self.order(order_id)
         if order.status != "IN_PROGRESS":
             raise ValueError(f"order {order.order_number} was already sent ({order.status})")
-        order.ordered_on = self.now().astimezone(order.ordered_on.tzinfo)
-        return await self._push(order, self._target(), pretty)
+        if not keep_ordered_on:
+            order.ordered_on = self.now().astimezone(order.ordered_on.tzinfo)
+        return await self._push(order, self._target(), pretty, lose_answer)
 
     async def _push(
-        self, order: PurchaseOrder, target: WebhookTarget, pretty: bool | None
+        self,
+        order: PurchaseOrder,
+        target: WebhookTarget,
+        pretty: bool | None,
+        lose_answer: bool = False,
     ) -> Delivery:
-        delivery = await self.sender.send(order.document(), target, pretty=pretty)
+        delivery = await self.sender.send(
+            order.document(), target, pretty=pretty, lose_answer=lose_answer
+        )
         if delivery.state == "sent":
             order.status = "ORDERED"  # only a 2xx sends the order (§5.2)
+            if order.id in self.awaiting_replace:
+                self.awaiting_replace.remove(order.id)
+        elif order.id not in self.awaiting_replace:
+            self.awaiting_replace.append(order.id)
         return delivery
+
+    def set_styles(self, order_id: str, *, webhook: Style, api: Style) -> PurchaseOrder:
+        """How the order's webhook and API copies are written from now on."""
+        order = self.order(order_id)
+        order.webhook_style, order.api_style = webhook, api
+        return order
 
     def _target(self) -> WebhookTarget:
         if self.webhook is None:
@@ -229,13 +300,25 @@ class ApicbaseSimulator:
 
         A ``webhook_share`` of them is pushed to the configured webhook (a
         ``pretty_share`` of those pretty-printed); the rest is placed for the
-        API. Without a webhook, every order is left for the API.
+        API. Without a webhook, every order is left for the API. In documented
+        mode a ``lose_answer_share`` of pushes loses its answer, and on a
+        ``replace_share`` of ticks a customer places a failed order again
+        instead of a new one.
         """
         stop = stop or asyncio.Event()
         rng = self.book.generator.rng
         while not stop.is_set():
-            if self.webhook is not None and rng.random() < webhook_share:
-                await self.place_orders(1, pretty=rng.random() < pretty_share)
+            if (
+                self.documented
+                and self.webhook is not None
+                and self.awaiting_replace
+                and rng.random() < self.replace_share
+            ):  # the customer tries again: same id, usually a new ordered_on
+                await self.push(self.awaiting_replace[0], keep_ordered_on=rng.random() < 0.25)
+            elif self.webhook is not None and rng.random() < webhook_share:
+                pretty = rng.random() < pretty_share
+                lose = bool(self.lose_answer_share) and rng.random() < self.lose_answer_share
+                await self.place_orders(1, pretty=pretty, lose_answer=lose)
             else:
                 self.create_orders(1)
             with contextlib.suppress(TimeoutError):
@@ -353,7 +436,9 @@ def create_app(simulator: ApicbaseSimulator) -> web.Application:
     r.add_get(ORDERS_PATH, _list_orders)
     r.add_patch(ORDERS_PATH, _mark_orders)
     r.add_get("/_control/state", _state)
+    r.add_get("/_control/orders", _all_orders)
     r.add_post("/_control/orders", _create_orders)
+    r.add_post("/_control/orders/{order_id}/styles", _set_styles)
     r.add_get("/_control/orders/{order_id}", _get_order)
     r.add_post("/_control/orders/{order_id}/push", _push_order)
     r.add_post("/_control/orders/{order_id}/deliver", _deliver_order)
@@ -651,19 +736,86 @@ async def _state(request: web.Request) -> web.Response:
             "token_requests": sim.token_requests,
             "deliveries": len(sim.deliveries),
             "webhook": sim.webhook.url if sim.webhook else None,
+            "documented": sim.documented,
+            "answers_lost": sum(1 for d in sim.deliveries if d.answer_lost),
+            "awaiting_replace": len(sim.awaiting_replace),
+            "replaced": sum(
+                1 for pushes in Counter(d.order_id for d in sim.deliveries).values() if pushes > 1
+            ),
         }
     )
+
+
+async def _all_orders(request: web.Request) -> web.Response:
+    """The final truth: every order, as the API returns it and as the webhook sent it.
+
+    ``api`` is the list endpoint's item (null while the order is in the cart,
+    invisible to the API); ``pushes`` are the bodies the webhook actually sent,
+    in order, with what came of each.
+    """
+    sim = _sim(request)
+    pushes: dict[str, list[dict[str, Any]]] = {}
+    for delivery in sim.deliveries:
+        pushes.setdefault(delivery.order_id, []).append(
+            delivery.as_json() | {"body": delivery.body.decode("utf-8")}
+        )
+    return _reply(
+        {
+            "orders": [
+                {
+                    "id": order.id,
+                    "order_number": order.order_number,
+                    "state": order.status,
+                    "sent": order.visible,
+                    "api": order.api_json() if order.visible else None,
+                    "styles": {
+                        "webhook": order.webhook_style.as_json(),
+                        "api": order.api_style.as_json(),
+                    },
+                    "pushes": pushes.get(order.id, []),
+                }
+                for order in sim.book.orders.values()
+            ]
+        }
+    )
+
+
+def _styles(value: Any) -> tuple[Style, Style] | None:
+    """``"differ"``, ``{webhook: {…}, api: {…}}`` or null (the mode decides)."""
+    if value is None:
+        return None
+    if value == "differ":
+        return DIFFERING_STYLES
+    if not isinstance(value, dict):
+        raise _control_error(400, 'styles: "differ" or {webhook: {...}, api: {...}}')
+    try:
+        return Style.from_json(value.get("webhook", {})), Style.from_json(value.get("api", {}))
+    except ValueError as exc:
+        raise _control_error(400, f"styles: {exc}") from None
+
+
+async def _set_styles(request: web.Request) -> web.Response:
+    body = await _json(request)
+    order = _control_order(request)
+    styles = _styles(body.get("styles", body)) or DIFFERING_STYLES
+    _sim(request).set_styles(order.id, webhook=styles[0], api=styles[1])
+    return _reply({"webhook": order.webhook_style.as_json(), "api": order.api_style.as_json()})
 
 
 async def _create_orders(request: web.Request) -> web.Response:
     body = await _json(request)
     sim = _sim(request)
     count, lines = int(body.get("count", 1)), body.get("lines")
+    styles = _styles(body.get("styles"))
     if body.get("via", "api") == "webhook":
         pretty = body.get("pretty")
         try:
             deliveries = await sim.place_orders(
-                count, lines=lines, pretty=bool(pretty) if pretty is not None else None
+                count,
+                lines=lines,
+                pretty=bool(pretty) if pretty is not None else None,
+                lose_answer=bool(body.get("lose_answer", False)),
+                styles=styles,
             )
         except LookupError as exc:
             raise _control_error(409, str(exc)) from None
@@ -674,7 +826,11 @@ async def _create_orders(request: web.Request) -> web.Response:
             },
             status=201,
         )
-    return _reply({"order_ids": sim.create_orders(count, lines=lines)}, status=201)
+    ids = sim.create_orders(count, lines=lines)
+    if styles is not None:
+        for order_id in ids:
+            sim.set_styles(order_id, webhook=styles[0], api=styles[1])
+    return _reply({"order_ids": ids}, status=201)
 
 
 async def _get_order(request: web.Request) -> web.Response:
@@ -687,7 +843,10 @@ async def _push_order(request: web.Request) -> web.Response:
     pretty = body.get("pretty")
     try:
         delivery = await _sim(request).push(
-            order.id, pretty=bool(pretty) if pretty is not None else None
+            order.id,
+            pretty=bool(pretty) if pretty is not None else None,
+            lose_answer=bool(body.get("lose_answer", False)),
+            keep_ordered_on=bool(body.get("keep_ordered_on", False)),
         )
     except (LookupError, ValueError) as exc:
         raise _control_error(409, str(exc)) from None
@@ -770,8 +929,8 @@ async def _deliveries(request: web.Request) -> web.Response:
     return _reply([d.as_json() for d in _sim(request).deliveries])
 
 
-def history(seed: int, orders: int) -> OrderBook:
+def history(seed: int, orders: int, *, documented: bool = False) -> OrderBook:
     """A book with ``orders`` placed orders of the seeded history."""
-    book = OrderBook(OrderGenerator(seed))
+    book = OrderBook(OrderGenerator(seed), documented=documented)
     book.generate_history(orders)
     return book

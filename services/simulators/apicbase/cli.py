@@ -71,6 +71,12 @@ def register(platforms: Any) -> None:
     parser.add_argument(
         "--rate-window", type=float, default=60.0, help="rate-limit window in seconds (%(default)s)"
     )
+    parser.add_argument(
+        "--documented",
+        action="store_true",
+        help="documented-behaviour mode: webhook and API copies that differ in formatting, "
+        "lost webhook answers and orders placed again with the same id",
+    )
     hook = parser.add_argument_group("webhook and driving a flow (demo)")
     hook.add_argument("--webhook-url", help="push orders placed by webhook to this URL")
     hook.add_argument(

@@ -18,6 +18,14 @@ push that failed) are not visible to the supplier at all.
 
 The same seed yields the same orders (ids, numbers, lines, prices, stamps);
 the HTTP app and the webhook sender only render them.
+
+"The response JSON is the same as the webhook one" (§5.1) promises the same
+content, not the same bytes. In documented mode (``OrderBook(documented=True)``)
+a share of orders render their webhook copy and their API copy differently
+(``Style``): money as ``"26.1"`` in one and ``"26.10"`` in the other, and
+``ordered_on`` with microseconds and the Brussels offset in one, milliseconds
+and ``Z`` in the other (the same instant up to the dropped digits). By default
+both copies are the same.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import random
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
@@ -41,6 +49,56 @@ VISIBLE: Final[frozenset[str]] = frozenset({"ORDERED", "DELIVERED"})
 """Statuses the supplier endpoint shows and filters on; a cart in progress is not sent."""
 
 CENT: Final = Decimal("0.01")
+
+PriceFormat = Literal["fixed", "trimmed"]
+StampFormat = Literal["default", "offset_micro", "utc_milli"]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one copy of an order writes what both copies say (documented mode).
+
+    ``prices``: ``fixed`` two decimals (``"26.10"``), ``trimmed`` without
+    trailing zeros (``"26.1"``). ``ordered_on``: ``default`` as Django REST
+    framework writes it (Brussels offset, microseconds when there are any),
+    ``offset_micro`` always six digits and the offset, ``utc_milli`` three
+    digits and ``Z``.
+    """
+
+    prices: PriceFormat = "fixed"
+    ordered_on: StampFormat = "default"
+
+    @classmethod
+    def from_json(cls, value: Any) -> Style:
+        if not isinstance(value, dict):
+            raise ValueError("a style is {prices: fixed|trimmed, ordered_on: default|…}")
+        prices = value.get("prices", "fixed")
+        stamp = value.get("ordered_on", "default")
+        if prices not in ("fixed", "trimmed"):
+            raise ValueError("prices: fixed or trimmed")
+        if stamp not in ("default", "offset_micro", "utc_milli"):
+            raise ValueError("ordered_on: default, offset_micro or utc_milli")
+        return cls(prices, stamp)
+
+    def as_json(self) -> dict[str, str]:
+        return {"prices": self.prices, "ordered_on": self.ordered_on}
+
+    def money(self, value: Decimal) -> str:
+        text = f"{value:.2f}"
+        return text.rstrip("0").rstrip(".") if self.prices == "trimmed" else text
+
+    def stamp(self, moment: datetime) -> str:
+        if self.ordered_on == "offset_micro":
+            return moment.astimezone(ZONE).isoformat(timespec="microseconds")
+        if self.ordered_on == "utc_milli":
+            utc = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+            return utc.replace("+00:00", "Z")
+        return moment.isoformat()
+
+
+DEFAULT_STYLE: Final = Style()
+DIFFERING_STYLES: Final = (Style("trimmed", "offset_micro"), Style("fixed", "utc_milli"))
+"""(webhook copy, API copy) that differ in every way documented mode knows."""
 
 # (supplier article number, stock item name, price per package)
 CATALOGUE: Final = (
@@ -88,15 +146,15 @@ class Package:
     def total(self) -> Decimal:
         return (self.price_per_package * self.quantity).quantize(CENT)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, style: Style = DEFAULT_STYLE) -> dict[str, Any]:
         return {
             "stock_item": {"name": self.name},
             "supplier_package": {
                 "supplier_article_number": self.article_number,
-                "theoretical_price_per_package": f"{self.price_per_package:.2f}",
+                "theoretical_price_per_package": style.money(self.price_per_package),
             },
             "quantity_ordered": self.quantity,
-            "total_theoretical_price": f"{self.total:.2f}",
+            "total_theoretical_price": style.money(self.total),
         }
 
 
@@ -115,6 +173,10 @@ class PurchaseOrder:
     status: Status = "IN_PROGRESS"
     fetched_at: datetime | None = None
     viewed_at: datetime | None = None
+    webhook_style: Style = DEFAULT_STYLE
+    """How the webhook copy is written (documented mode: maybe not as the API's)."""
+    api_style: Style = DEFAULT_STYLE
+    """How the API copy is written."""
 
     @property
     def visible(self) -> bool:
@@ -124,26 +186,30 @@ class PurchaseOrder:
     def theoretical_price(self) -> Decimal:
         return sum((package.total for package in self.packages), Decimal("0.00"))
 
-    def document(self) -> dict[str, Any]:
-        """The purchase order as the webhook sends it (§5.3, keys in documented order)."""
+    def document(self, style: Style | None = None) -> dict[str, Any]:
+        """The purchase order as the webhook sends it (§5.3, keys in documented order).
+
+        ``style``: how to write it (default: the webhook copy's).
+        """
+        style = self.webhook_style if style is None else style
         expected = self.expected_delivery
         return {
             "id": self.id,
             "order_number": self.order_number,
             # "fixed value" in the webhook: Apicbase sends an order when it is placed.
             "status": "ORDERED" if self.status == "IN_PROGRESS" else self.status,
-            "ordered_on": self.ordered_on.isoformat(),
+            "ordered_on": style.stamp(self.ordered_on),
             "owned_by": {"username": self.owned_by} if self.owned_by is not None else None,
             "order_remarks": self.order_remarks,
-            "packages": [package.as_json() for package in self.packages],
+            "packages": [package.as_json(style) for package in self.packages],
             "expected_delivery_date": expected.isoformat() if expected is not None else None,
-            "theoretical_price": f"{self.theoretical_price:.2f}",
+            "theoretical_price": style.money(self.theoretical_price),
             "supplier_customer_number": self.supplier_customer_number,
         }
 
     def api_json(self) -> dict[str, Any]:
         """An item of the supplier list: the webhook shape plus the supplier's flags."""
-        item = self.document()
+        item = self.document(self.api_style)
         item["fetched_by_supplier"] = self.fetched_at is not None
         item["fetched_by_supplier_at"] = _stamp(self.fetched_at)
         item["viewed_by_supplier"] = self.viewed_at is not None
@@ -159,6 +225,7 @@ class OrderGenerator:
     """Deterministic purchase orders for one supplier: the seed decides everything."""
 
     def __init__(self, seed: int = 1) -> None:
+        self.seed = seed
         self.rng = random.Random(seed)
         self._sequence = 0
 
@@ -204,12 +271,36 @@ class OrderBook:
 
     generator: OrderGenerator = field(default_factory=OrderGenerator)
     orders: dict[str, PurchaseOrder] = field(default_factory=dict)
+    documented: bool = False
+    """New orders may write their webhook and API copies differently (``Style``)."""
+    differing_share: float = 0.6
+    """In documented mode, the share of new orders whose copies differ at all."""
+    _style_rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Its own generator: the orders themselves stay what the seed makes them.
+        self._style_rng = random.Random(self.generator.seed * 2_750_159 + 1)
 
     def add(self, ordered_on: datetime, *, lines: int | None = None) -> PurchaseOrder:
         """A new order still in the customer's cart (``IN_PROGRESS``)."""
         order = self.generator.order(ordered_on, lines=lines)
+        if self.documented:
+            order.webhook_style, order.api_style = self._styles()
         self.orders[order.id] = order
         return order
+
+    def _styles(self) -> tuple[Style, Style]:
+        """(webhook, API) styles: the same, or different in money, stamps or both."""
+        rng = self._style_rng
+        if rng.random() >= self.differing_share:
+            return DEFAULT_STYLE, DEFAULT_STYLE
+        webhook, api = DIFFERING_STYLES if rng.random() < 0.5 else DIFFERING_STYLES[::-1]
+        differ = rng.choice(("prices", "ordered_on", "both"))
+        if differ == "prices":
+            api = Style(api.prices, webhook.ordered_on)
+        elif differ == "ordered_on":
+            api = Style(webhook.prices, api.ordered_on)
+        return webhook, api
 
     def generate_history(self, count: int, *, end: datetime = HISTORY_END) -> list[PurchaseOrder]:
         """``count`` placed orders spread over the weeks before ``end``.

@@ -14,6 +14,10 @@
   marks the order sent; anything else leaves it "not sent" (still in the
   customer's cart) with the status and the answer's body shown to the
   customer, who has to place the order again by hand.
+* An answer can get lost (``lose_answer``: the supplier got the order and
+  answered, Apicbase never saw the answer, as after a dropped connection or a
+  timeout at checkout): the order stays in the cart, and when the customer
+  places it again the supplier receives the **same order id** a second time.
 
 Every attempt is recorded as a ``Delivery`` for tests, demos and the control API.
 """
@@ -86,6 +90,11 @@ class Delivery:
     """Why it was not sent, as the customer reads it."""
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     seconds: float = 0.0
+    answer_lost: bool = False
+    """The supplier answered (``received_status``) but Apicbase never got the answer."""
+    received_status: int | None = None
+    body: bytes = field(default=b"", repr=False)
+    """The bytes actually sent (the signature covers the compact form of this order)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +108,8 @@ class Delivery:
             "error": self.error,
             "at": self.at,
             "seconds": round(self.seconds, 6),
+            "answer_lost": self.answer_lost,
+            "received_status": self.received_status,
         }
 
 
@@ -110,7 +121,12 @@ class WebhookSender:
         self._session: aiohttp.ClientSession | None = None
 
     async def send(
-        self, order: Mapping[str, Any], target: WebhookTarget, *, pretty: bool | None = None
+        self,
+        order: Mapping[str, Any],
+        target: WebhookTarget,
+        *,
+        pretty: bool | None = None,
+        lose_answer: bool = False,
     ) -> Delivery:
         form: Form = "pretty" if (target.pretty if pretty is None else pretty) else "compact"
         body = pretty_form(order) if form == "pretty" else signed_form(order)
@@ -119,7 +135,9 @@ class WebhookSender:
             SIGNATURE_HEADER: signature(target.key, order),
             "User-Agent": "Apicbase-Webhook-Simulator/1",
         }
-        delivery = Delivery(str(order["id"]), str(order["order_number"]), target.url, form)
+        delivery = Delivery(
+            str(order["id"]), str(order["order_number"]), target.url, form, body=body
+        )
         self.deliveries.append(delivery)
         if self._session is None:
             self._session = aiohttp.ClientSession()
@@ -137,6 +155,10 @@ class WebhookSender:
         except (aiohttp.ClientError, TimeoutError) as exc:
             delivery.error = f"{type(exc).__name__}: {exc}"[:MAX_SHOWN_BODY]
         delivery.seconds = time.perf_counter() - started
+        if lose_answer:  # the supplier answered; Apicbase saw a dropped connection
+            delivery.answer_lost, delivery.received_status = True, delivery.status
+            delivery.status, delivery.response_body = None, ""
+            delivery.error = "the supplier's answer was lost (connection dropped)"
         if delivery.status is not None and 200 <= delivery.status < 300:
             delivery.state = "sent"
         else:
