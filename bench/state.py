@@ -1,7 +1,8 @@
 """The state store's ``record_applied``: what one consumed event costs in each backend.
 
-Each event records two keys (idempotency key, message id), one document
-version and 10 line stamps, as a consumer does after each applied event.
+Each event records its webhook delivery and 11 parts (the header and 10 lines:
+version, stamp, content digest), after reading the document's recorded parts
+and deciding again, as a consumer does after each applied event.
 Measured one at a time (``_seq``) and 16 at a time (``_x16``, a route with a
 prefetch). The baseline is the same transaction hand-written on the bare
 driver in the same run, one event after another (``sqlite3`` in the calling
@@ -19,6 +20,7 @@ hop (about 100 us here), which any store that keeps the event loop free pays.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import tempfile
 import time
@@ -29,7 +31,8 @@ from pathlib import Path
 import asyncpg
 
 from bench import _common
-from shared.state.port import StateStore
+from shared.applied import HEADER, PartState
+from shared.state.port import Record, StateStore
 from shared.state.postgres import PostgresStateStore
 from shared.state.sqlite import SqliteStateStore
 from tests.support.postgres import private_database
@@ -41,17 +44,26 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 LINES = {str(n): T0 + timedelta(seconds=n) for n in range(10)}
 
 
-def event(round_: int, i: int) -> tuple[list[str], str]:
-    return [f"src:order:d{i}:v{round_}", f"msg-{round_}-{i}"], f"src:order:d{i % 200}"
+_VERSIONS = itertools.count(1)
+
+
+def event(round_: int, i: int) -> Record:
+    """Event ``i`` of ``round_``: a newer version of one of 200 documents, every part news."""
+    version = next(_VERSIONS)
+    parts = {
+        part: PartState(version, stamp, f"{part}-{version}")
+        for part, stamp in {HEADER: T0, **LINES}.items()
+    }
+    return Record(f"msg-{round_}-{i}", f"src:order:d{i % 200}", parts)
 
 
 async def store_rate(store: StateStore, round_: int, concurrency: int) -> float:
     slots = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
-        keys, document = event(round_, i)
+        record = event(round_, i)
         async with slots:
-            assert await store.record_applied("bench", keys, document, round_, LINES)
+            assert await store.record_applied("bench", record)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(EVENTS)))
@@ -61,27 +73,35 @@ async def store_rate(store: StateStore, round_: int, concurrency: int) -> float:
 def bare_sqlite_rate(path: Path, synchronous: str, round_: int) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    stamps = [(line, (stamp - T0) // timedelta(microseconds=1)) for line, stamp in LINES.items()]
     started = time.perf_counter()
     for i in range(EVENTS):
-        keys, document = event(round_, i)
+        record = event(round_, i)
         conn.execute("BEGIN IMMEDIATE")
-        cur = conn.executemany(
-            "INSERT INTO orderbridge_processed (route, key) VALUES ('bare', ?) "
+        cur = conn.execute(
+            "INSERT INTO orderbridge_deliveries (route, delivery) VALUES ('bare', ?) "
             "ON CONFLICT DO NOTHING",
-            [(key,) for key in keys],
+            (record.delivery,),
         )
-        assert cur.rowcount == len(keys)
+        assert cur.rowcount == 1
         conn.execute(
-            "INSERT INTO orderbridge_documents (route, document, version) VALUES ('bare', ?, ?) "
-            "ON CONFLICT (route, document) DO UPDATE SET version = max(version, excluded.version)",
-            (document, round_),
-        )
+            "SELECT part, version, stamp, digest FROM orderbridge_applied_parts "
+            "WHERE route = 'bare' AND document = ?",
+            (record.document,),
+        ).fetchall()
         conn.executemany(
-            "INSERT INTO orderbridge_document_lines (route, document, line, stamp) "
-            "VALUES ('bare', ?, ?, ?) ON CONFLICT (route, document, line) DO UPDATE "
-            "SET stamp = excluded.stamp WHERE excluded.stamp > stamp",
-            [(document, line, stamp) for line, stamp in stamps],
+            "INSERT INTO orderbridge_applied_parts (route, document, part, version, stamp, digest) "
+            "VALUES ('bare', ?, ?, ?, ?, ?) ON CONFLICT (route, document, part) DO UPDATE "
+            "SET version = excluded.version, stamp = excluded.stamp, digest = excluded.digest",
+            [
+                (
+                    record.document,
+                    part,
+                    state.version,
+                    (state.stamp - T0) // timedelta(microseconds=1) if state.stamp else None,
+                    state.digest,
+                )
+                for part, state in record.parts.items()
+            ],
         )
         conn.execute("COMMIT")
     rate = EVENTS / (time.perf_counter() - started)
@@ -91,32 +111,34 @@ def bare_sqlite_rate(path: Path, synchronous: str, round_: int) -> float:
 
 async def bare_postgres_rate(url: str, round_: int) -> float:
     conn = await asyncpg.connect(url)
-    names, stamps = list(LINES), list(LINES.values())
     started = time.perf_counter()
     for i in range(EVENTS):
-        keys, document = event(round_, i)
+        record = event(round_, i)
+        names = list(record.parts)
         async with conn.transaction():
             status = await conn.execute(
-                "INSERT INTO orderbridge_processed (route, key) "
-                "SELECT 'bare', k FROM unnest($1::text[]) AS k ON CONFLICT DO NOTHING",
-                keys,
+                "INSERT INTO orderbridge_deliveries (route, delivery) VALUES ('bare', $1) "
+                "ON CONFLICT DO NOTHING",
+                record.delivery,
             )
-            assert status.endswith(" 2")
-            await conn.execute(
-                "INSERT INTO orderbridge_documents (route, document, version) "
-                "VALUES ('bare', $1, $2) ON CONFLICT (route, document) DO UPDATE "
-                "SET version = GREATEST(orderbridge_documents.version, excluded.version)",
-                document,
-                round_,
+            assert status.endswith(" 1")
+            await conn.fetch(
+                "SELECT part, version, stamp, digest FROM orderbridge_applied_parts "
+                "WHERE route = 'bare' AND document = $1",
+                record.document,
             )
             await conn.execute(
-                "INSERT INTO orderbridge_document_lines (route, document, line, stamp) "
-                "SELECT 'bare', $1, l, s FROM unnest($2::text[], $3::timestamptz[]) AS t (l, s) "
-                "ON CONFLICT (route, document, line) DO UPDATE SET stamp = excluded.stamp "
-                "WHERE orderbridge_document_lines.stamp < excluded.stamp",
-                document,
+                "INSERT INTO orderbridge_applied_parts "
+                "(route, document, part, version, stamp, digest) "
+                "SELECT 'bare', $1, p, v, s, d "
+                "FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[]) "
+                "AS t (p, v, s, d) ON CONFLICT (route, document, part) DO UPDATE "
+                "SET version = excluded.version, stamp = excluded.stamp, digest = excluded.digest",
+                record.document,
                 names,
-                stamps,
+                [record.parts[n].version for n in names],
+                [record.parts[n].stamp for n in names],
+                [record.parts[n].digest for n in names],
             )
     rate = EVENTS / (time.perf_counter() - started)
     await conn.close()

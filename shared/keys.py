@@ -2,9 +2,13 @@
 
 * ``idempotency_key`` names one *state* of one document:
   ``<source>:<kind>:<document_id>:v<version>``. The same order version arriving by
-  webhook, by poll and by replay gets the same key, so the consumer applies it
-  once. Documents without a version (Apicbase, legacy Tradecloud orders) use a
-  content hash of the normalized document instead: same content, same key.
+  webhook, by poll and by replay gets the same key. Documents without a
+  version (Apicbase orders, shipments, legacy Tradecloud orders) use a digest
+  of their state instead (``shared.applied.state_digest``: decimals by value,
+  instants in UTC, so an Apicbase order's webhook and API copies share it).
+  The key names a state; it does not decide what a consumer applies: several
+  changes can share one version (api-facts §7.4), so a consumer decides from
+  document state (``shared.applied``).
 * ``event_id`` names one *delivery* of that state: a deterministic UUID over the
   key, the channel, the upstream messageId and the event name. A redelivered
   webhook gets the same event_id (and AMQP message_id) as the first attempt.
@@ -12,47 +16,42 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-import orjson
-from pydantic import BaseModel
-
-from shared.schema.models import Channel, Kind, Source
+from shared.applied import state_digest
+from shared.schema.models import CanonicalEvent, Channel, Kind, Source
 
 EVENT_NAMESPACE: Final = uuid.UUID("5b7e8f1c-7a4e-4b8f-9d1e-0c2a6f3e9b21")
 
 
 def idempotency_key(
-    source: Source, kind: Kind, document_id: str, version: int | None, content: Any = None
+    source: Source, kind: Kind, document_id: str, version: int | None, state: str | None = None
 ) -> str:
-    """``<source>:<kind>:<document_id>:v<version>``, or ``:h<hash>`` when there is no version."""
+    """``<source>:<kind>:<document_id>:v<version>``, or ``:h<state>`` when there is no version."""
     if version is not None:
         return f"{source}:{kind}:{document_id}:v{version}"
-    return f"{source}:{kind}:{document_id}:h{content_hash(content)}"
+    if state is None:
+        raise ValueError("a document without a version is keyed by its state digest")
+    return f"{source}:{kind}:{document_id}:h{state}"
 
 
-def content_hash(content: Any) -> str:
-    """A stable hash of JSON-able content: sorted keys, exact decimals as text."""
-    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.sha256(canonical).hexdigest()[:32]
+def keyed_by_state(event: CanonicalEvent) -> CanonicalEvent:
+    """A versionless document's event with its key (and event id) naming its state."""
+    key = idempotency_key(event.source, event.kind, event.document_id, None, state_digest(event))
+    return event.model_copy(
+        update={
+            "idempotency_key": key,
+            "event_id": event_id(key, event.channel, event.message_id, event.event_name),
+        }
+    )
 
 
 def event_id(key: str, channel: Channel, message_id: str | None, event_name: str | None) -> str:
     """Deterministic UUID for one delivery of one document state."""
     name = "\x1f".join((key, channel, message_id or "", event_name or ""))
     return str(uuid.uuid5(EVENT_NAMESPACE, name))
-
-
-def fingerprint(document: BaseModel) -> Any:
-    """Content identifying a versionless document's state.
-
-    Channel-dependent line flags (``changed``, ``echo``) are left out, so the same
-    Apicbase order seen by webhook and by API hashes the same.
-    """
-    return document.model_dump(mode="json", exclude={"lines": {"__all__": {"changed", "echo"}}})
 
 
 def require_aware(moment: datetime) -> datetime:

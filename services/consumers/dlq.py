@@ -17,7 +17,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from services.consumers import runner
+from services.consumers import policy
 from services.consumers.topology import dead_letter_queue, route_exchange
 from shared.broker.envelope import Envelope
 from shared.broker.publisher import RabbitPublisher
@@ -37,7 +37,7 @@ class DeadLetter:
     @classmethod
     def of(cls, message: AbstractIncomingMessage) -> DeadLetter:
         headers: dict[str, Any] = dict(message.headers or {})
-        reason = str(headers.get(runner.REASON) or "")
+        reason = str(headers.get(policy.REASON) or "")
         if not reason:  # dead-lettered by the broker itself (delivery limit)
             deaths = headers.get("x-death") or []
             first = deaths[0] if isinstance(deaths, list) and deaths else {}
@@ -45,11 +45,11 @@ class DeadLetter:
         return cls(
             message_id=message.message_id or "",
             reason=reason,
-            error=str(headers.get(runner.ERROR) or ""),
-            attempts=runner.as_int(headers.get(runner.ATTEMPTS) or headers.get("x-delivery-count")),
-            routing_key=str(headers.get(runner.ROUTING_KEY) or message.routing_key or ""),
+            error=str(headers.get(policy.ERROR) or ""),
+            attempts=policy.as_int(headers.get(policy.ATTEMPTS) or headers.get("x-delivery-count")),
+            routing_key=str(headers.get(policy.ROUTING_KEY) or message.routing_key or ""),
             document_id=str(headers.get("document_id") or ""),
-            dead_lettered_at=str(headers.get(runner.DEAD_AT) or ""),
+            dead_lettered_at=str(headers.get(policy.DEAD_AT) or ""),
         )
 
 
@@ -112,12 +112,7 @@ async def replay(
 
 
 def _replayable(message: AbstractIncomingMessage, letter: DeadLetter) -> Envelope:
-    headers: dict[str, Any] = {
-        key: value
-        for key, value in (message.headers or {}).items()
-        if key not in runner.FAILURE_HEADERS and key != runner.ROUTING_KEY
-    }
-    headers["x-orderbridge-replayed"] = True
+    headers = policy.replay_headers(message.headers)
     return Envelope(
         body=message.body,
         routing_key=letter.routing_key,

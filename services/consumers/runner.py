@@ -1,25 +1,20 @@
-"""One route at work: consume its shards, guard, apply, record, then ack.
+"""One route at work: consume its shards and hand rounds to the worker, then ack.
 
-Per shard queue one worker takes the messages the broker delivered (up to the
-prefetch) in delivery order and handles them in *rounds*: a round holds at
-most one message per document and is handled concurrently (file writes and
-SQLite commits overlap), rounds run one after the other. So a document's
-events are applied one at a time, in order, while different documents share
-the time.
+Per shard queue one task takes the messages the broker delivered (up to the
+prefetch) in delivery order and hands them to the ``RouteWorker`` in
+*rounds*: a round holds at most one message per document and is handled
+concurrently (file writes and SQLite commits overlap), rounds run one after
+the other. So a document's events are applied one at a time, in order, while
+different documents share the time.
 
-Dispositions (each after the broker confirmed what we published):
-
-* applied, duplicate, stale, echo, filtered → ack;
-* retryable failure (adapter, state store, timeout, anything unexpected) →
-  a copy goes to the next delay queue with ``x-orderbridge-attempt`` + 1, the
-  original is acked; after the last delay → dead-letter;
-* permanent failure or an undecodable message → the route's dead-letter
-  queue at once, with ``x-orderbridge-reason``, ``-error``, ``-attempts`` and the
-  original routing key in ``x-orderbridge-routing-key``;
-* a message the consumer keeps crashing on exceeds the quorum delivery limit
-  and the broker dead-letters it (``x-death`` reason ``delivery_limit``).
-
-Nothing is requeued in a tight loop, and nothing is acked before its effect.
+What happens to each message is the worker's (and its ``policy``'s) call;
+this module is the RabbitMQ side of it (``AmqpRouteBroker``): acks are
+gathered per batch and sent as one ``multiple`` ack, copies for the delay
+queues and the dead-letter queue are published with confirms before the
+original is acked. A message the consumer keeps crashing on exceeds the
+quorum delivery limit and the broker dead-letters it (``x-death`` reason
+``delivery_limit``). Nothing is requeued in a tight loop, and nothing is
+acked before its effect.
 """
 
 from __future__ import annotations
@@ -27,11 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Final, TypeVar, cast
+from typing import Any
 
 from aio_pika.abc import (
     AbstractChannel,
@@ -40,13 +34,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from services.consumers import guards
-from services.consumers.adapters import (
-    Application,
-    BatchAdapter,
-    ErpAdapter,
-    TransactionalAdapter,
-)
+from services.consumers import policy
+from services.consumers.adapters import ErpAdapter
 from services.consumers.config import Route
 from services.consumers.metrics import ConsumerMetrics
 from services.consumers.topology import (
@@ -55,43 +44,52 @@ from services.consumers.topology import (
     route_topology,
     shard_queue,
 )
+from services.consumers.worker import Incoming, RouteWorker, rounds
 from shared.broker.connection import declare_topology
 from shared.broker.envelope import Envelope
 from shared.broker.publisher import RabbitPublisher
 from shared.broker.topology import DEAD_LETTER_EXCHANGE
-from shared.errors import InvalidPayload, PermanentError
 from shared.logging import get_logger
-from shared.schema.codec import decode_event
-from shared.schema.models import CanonicalEvent
 from shared.settings import BrokerSettings
-from shared.state.port import Lookup, ProcessedStore
+from shared.state.port import ProcessedStore
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
-ATTEMPT: Final = "x-orderbridge-attempt"
-REASON: Final = "x-orderbridge-reason"
-ERROR: Final = "x-orderbridge-error"
-ATTEMPTS: Final = "x-orderbridge-attempts"
-ROUTING_KEY: Final = "x-orderbridge-routing-key"
-ROUTE: Final = "x-orderbridge-route"
-DEAD_AT: Final = "x-orderbridge-dead-lettered-at"
-FAILURE_HEADERS: Final = (
-    ATTEMPT,
-    REASON,
-    ERROR,
-    ATTEMPTS,
-    ROUTE,
-    DEAD_AT,
-    "x-death",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-    "x-delivery-count",
-)
+
+class AmqpRouteBroker:
+    """``RouteBroker`` on RabbitMQ: confirmed copies, then the ack (batched per shard)."""
+
+    def __init__(self, route: str, *, direct: RabbitPublisher, dead: RabbitPublisher) -> None:
+        self._route = route
+        self._direct = direct
+        self._dead = dead
+
+    async def ack(self, message: Incoming) -> None:
+        """Acknowledge now, or with the batch when one is being handled."""
+        batch = _BATCH_ACKS.get()
+        if batch is None:
+            await _incoming(message).ack()
+        else:
+            batch.append(_incoming(message))
+
+    async def retry(self, message: Incoming, disposition: policy.Retry) -> None:
+        await self._direct.send(
+            _envelope(_incoming(message), disposition.queue, disposition.headers)
+        )
+        await self.ack(message)
+
+    async def dead_letter(self, message: Incoming, disposition: policy.DeadLetter) -> None:
+        await self._dead.send(_envelope(_incoming(message), self._route, disposition.headers))
+        await self.ack(message)
+
+    async def close(self) -> None:
+        await self._direct.close()
+        await self._dead.close()
+
+
+def _incoming(message: Incoming) -> AbstractIncomingMessage:
+    assert isinstance(message, AbstractIncomingMessage)
+    return message
 
 
 @dataclass
@@ -123,19 +121,19 @@ class RouteRunner:
         self._connection = connection
         self._broker = broker
         self._adapter = adapter
-        self._ledger: ProcessedStore = (
-            cast(ProcessedStore, adapter) if isinstance(adapter, TransactionalAdapter) else state
-        )
-        self._transactional = isinstance(adapter, TransactionalAdapter)
         self._state = state
         self._metrics = metrics
         self._shards = [_Shard(shard_queue(route.name, i)) for i in range(route.shards)]
-        self._direct: RabbitPublisher | None = None
-        self._dead: RabbitPublisher | None = None
+        self._amqp: AmqpRouteBroker | None = None
+        self._worker: RouteWorker | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
-        self.handled = 0
+
+    @property
+    def handled(self) -> int:
+        """Messages settled so far (every outcome)."""
+        return self._worker.handled if self._worker is not None else 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -144,9 +142,19 @@ class RouteRunner:
         if prepare is not None:  # optional: create tables, open pools before consuming
             await prepare()
         await declare_topology(self._connection, route_topology(self.route))
-        self._direct = await RabbitPublisher.open(self._connection, self._broker, exchange="")
-        self._dead = await RabbitPublisher.open(
-            self._connection, self._broker, exchange=DEAD_LETTER_EXCHANGE
+        self._amqp = AmqpRouteBroker(
+            self.route.name,
+            direct=await RabbitPublisher.open(self._connection, self._broker, exchange=""),
+            dead=await RabbitPublisher.open(
+                self._connection, self._broker, exchange=DEAD_LETTER_EXCHANGE
+            ),
+        )
+        self._worker = RouteWorker(
+            self.route,
+            ledger=self._state,
+            adapter=self._adapter,
+            broker=self._amqp,
+            metrics=self._metrics,
         )
         for shard in self._shards:
             shard.channel = await self._connection.channel()
@@ -181,9 +189,8 @@ class RouteRunner:
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        for publisher in (self._direct, self._dead):
-            if publisher is not None:
-                await publisher.close()
+        if self._amqp is not None:
+            await self._amqp.close()
         for shard in self._shards:  # unacked, unstarted messages go back to the queue
             if shard.channel is not None and not shard.channel.is_closed:
                 await shard.channel.close()
@@ -258,9 +265,11 @@ class RouteRunner:
             shard.busy = True
             acks: list[AbstractIncomingMessage] = []
             token = _BATCH_ACKS.set(acks)
+            worker = self._worker
+            assert worker is not None
             try:
-                for round_ in _rounds(batch):
-                    await self._round(round_)
+                for round_ in rounds(batch, _document_of):
+                    await worker.handle(round_)
             finally:
                 _BATCH_ACKS.reset(token)
                 await self._acknowledge(batch, acks)
@@ -292,188 +301,6 @@ class RouteRunner:
                 error=repr(exc),
             )
 
-    async def _round(self, messages: list[AbstractIncomingMessage]) -> None:
-        """Decode, ask the ledger once, decide, apply what applies, then settle each."""
-        route = self.route.name
-        self._metrics.in_flight.labels(route).inc(len(messages))
-        try:
-            decoded: list[tuple[AbstractIncomingMessage, CanonicalEvent]] = []
-            for message in messages:
-                try:
-                    decoded.append((message, decode_event(message.body)))
-                except InvalidPayload as exc:
-                    await self._settle(
-                        message, self._dead_letter(message, "invalid", str(exc), _attempt(message))
-                    )
-            try:
-                answers = await self._ledger.lookup(
-                    route,
-                    [Lookup(guards.processed_keys(e), guards.document_key(e)) for _, e in decoded],
-                )
-            except Exception as exc:  # the ledger is away: the whole round retries later
-                await asyncio.gather(
-                    *(
-                        self._settle(m, self._retry(m, _describe(exc), _attempt(m)))
-                        for m, _ in decoded
-                    )
-                )
-                return
-            skipped: list[Awaitable[None]] = []
-            applying: list[tuple[AbstractIncomingMessage, CanonicalEvent, guards.Decision]] = []
-            for (message, event), (processed, applied) in zip(decoded, answers, strict=True):
-                decision = guards.decide(event, self.route, processed=processed, applied=applied)
-                if decision.applies:
-                    applying.append((message, event, decision))
-                else:
-                    skipped.append(self._settle(message, _acked(message, decision.outcome)))
-            await asyncio.gather(*skipped)
-            if applying:
-                await self._apply(applying)
-        finally:
-            self._metrics.in_flight.labels(route).dec(len(messages))
-
-    async def _apply(
-        self, applying: list[tuple[AbstractIncomingMessage, CanonicalEvent, guards.Decision]]
-    ) -> None:
-        """The adapter's effects for a round (different documents), recorded, then settled."""
-        route = self.route.name
-        items = [
-            Application(route, event, message.body, decision.lines)
-            for message, event, decision in applying
-        ]
-        records = [
-            (guards.processed_keys(event), guards.document_key(event), decision)
-            for _, event, decision in applying
-        ]
-        started = time.perf_counter()
-        outcomes: list[bool | BaseException]
-        if self._transactional:
-            adapter: Any = self._adapter
-            outcomes = await asyncio.gather(
-                *(
-                    self._timed(adapter.apply_recorded(item, keys, document, d.version, d.stamps))
-                    for item, (keys, document, d) in zip(items, records, strict=True)
-                ),
-                return_exceptions=True,
-            )
-        else:
-            failures = await self._effects(items)
-            outcomes = list(
-                await asyncio.gather(
-                    *(
-                        self._state.record_applied(route, keys, document, d.version, d.stamps)
-                        if failure is None
-                        else _failed(failure)
-                        for failure, (keys, document, d) in zip(failures, records, strict=True)
-                    ),
-                    return_exceptions=True,
-                )
-            )
-        elapsed = time.perf_counter() - started
-        for _ in items:
-            self._metrics.adapter_seconds.labels(route).observe(elapsed)
-        await asyncio.gather(
-            *(
-                self._settle(message, self._conclude(message, outcome))
-                for (message, _, _), outcome in zip(applying, outcomes, strict=True)
-            )
-        )
-
-    async def _effects(self, items: list[Application]) -> list[BaseException | None]:
-        """Apply through the adapter (one batch call when it can); a failure per item or None."""
-        adapter = self._adapter
-        try:
-            if isinstance(adapter, BatchAdapter):
-                return await self._timed(adapter.apply_many(items))
-            results = await asyncio.gather(
-                *(self._timed(adapter.apply(item)) for item in items), return_exceptions=True
-            )
-            return [r if isinstance(r, BaseException) else None for r in results]
-        except Exception as exc:  # the batch as a whole failed (timeout): every item retries
-            return [exc for _ in items]
-
-    async def _timed(self, work: Awaitable[T]) -> T:
-        async with asyncio.timeout(self.route.adapter_timeout):
-            return await work
-
-    async def _conclude(
-        self, message: AbstractIncomingMessage, outcome: bool | BaseException
-    ) -> str:
-        if isinstance(outcome, PermanentError):
-            return await self._dead_letter(
-                message, "permanent", _describe(outcome), _attempt(message)
-            )
-        if isinstance(outcome, BaseException):  # retryable, timeout or unexpected
-            return await self._retry(message, _describe(outcome), _attempt(message))
-        await _ack(message)
-        return "applied" if outcome else "duplicate"
-
-    async def _settle(self, message: AbstractIncomingMessage, work: Awaitable[str]) -> None:
-        """Count the outcome; never raises."""
-        try:
-            outcome = await work
-        except Exception as exc:  # the broker went away while settling: redelivered later
-            log.warning(
-                "could not settle a message; it will be redelivered",
-                route=self.route.name,
-                message_id=message.message_id,
-                error=repr(exc),
-            )
-            return
-        self._metrics.events.labels(self.route.name, outcome).inc()
-        self.handled += 1
-
-    async def _retry(self, message: AbstractIncomingMessage, error: str, attempt: int) -> str:
-        delays = self.route.retry_delays
-        if attempt >= len(delays):
-            return await self._dead_letter(message, "retries_exhausted", error, attempt)
-        headers = self._headers(message, {ATTEMPT: attempt + 1, ERROR: error[:1000]})
-        assert self._direct is not None
-        await self._direct.send(
-            _envelope(message, retry_queue(self.route.name, delays[attempt]), headers)
-        )
-        await _ack(message)
-        log.info(
-            "retry scheduled",
-            route=self.route.name,
-            message_id=message.message_id,
-            attempt=attempt + 1,
-            delay_seconds=delays[attempt],
-            error=error[:300],
-        )
-        return "retried"
-
-    async def _dead_letter(
-        self, message: AbstractIncomingMessage, reason: str, error: str, attempt: int
-    ) -> str:
-        headers = self._headers(
-            message,
-            {
-                REASON: reason,
-                ERROR: error[:2000],
-                ATTEMPTS: attempt + 1,
-                ROUTE: self.route.name,
-                DEAD_AT: datetime.now(UTC).isoformat(),
-            },
-        )
-        assert self._dead is not None
-        await self._dead.send(_envelope(message, self.route.name, headers))
-        await _ack(message)
-        log.warning(
-            "dead-lettered",
-            route=self.route.name,
-            message_id=message.message_id,
-            reason=reason,
-            error=error[:300],
-        )
-        return "dead_lettered"
-
-    def _headers(self, message: AbstractIncomingMessage, extra: dict[str, Any]) -> dict[str, Any]:
-        headers = dict(message.headers or {})
-        headers.setdefault(ROUTING_KEY, message.routing_key or "")
-        headers.update(extra)
-        return headers
-
 
 def _envelope(
     message: AbstractIncomingMessage, routing_key: str, headers: dict[str, Any]
@@ -488,58 +315,11 @@ def _envelope(
     )
 
 
-def _rounds(batch: list[AbstractIncomingMessage]) -> list[list[AbstractIncomingMessage]]:
-    """Split a batch so no round holds two messages of one document, keeping their order.
-
-    Each message goes to the round right after the last one holding its document.
-    """
-    rounds: list[list[AbstractIncomingMessage]] = []
-    last_round: dict[str, int] = {}
-    for message in batch:
-        document = str((message.headers or {}).get("document_id", message.message_id))
-        index = last_round.get(document, -1) + 1
-        if index == len(rounds):
-            rounds.append([])
-        rounds[index].append(message)
-        last_round[document] = index
-    return rounds
+def _document_of(message: AbstractIncomingMessage) -> str:
+    return str((message.headers or {}).get("document_id", message.message_id))
 
 
 _BATCH_ACKS: ContextVar[list[AbstractIncomingMessage] | None] = ContextVar(
     "orderbridge_batch_acks", default=None
 )
 """The acks of the batch being handled; ``RouteRunner._acknowledge`` sends them."""
-
-
-async def _ack(message: AbstractIncomingMessage) -> None:
-    """Acknowledge now, or with the batch when one is being handled."""
-    batch = _BATCH_ACKS.get()
-    if batch is None:
-        await message.ack()
-    else:
-        batch.append(message)
-
-
-async def _acked(message: AbstractIncomingMessage, outcome: str) -> str:
-    await _ack(message)
-    return outcome
-
-
-async def _failed(failure: BaseException) -> bool:
-    raise failure
-
-
-def _attempt(message: AbstractIncomingMessage) -> int:
-    return as_int((message.headers or {}).get(ATTEMPT))
-
-
-def as_int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"

@@ -4,10 +4,14 @@ Pure: no I/O, no clock, no logging. The webhook body and an item of the
 supplier order list have the same shape (seed 004, api-facts §5.3): prices are
 strings, ``quantity_ordered`` an integer, dates in no documented format.
 
-An Apicbase order is immutable once ``ORDERED`` and has no version, so its
-idempotency key is a hash of the normalized order: the same order arriving by
-webhook and by the API (which adds bookkeeping fields such as
-``fetched_by_supplier``) gets the same key and one ERP effect.
+An Apicbase order is immutable once ``ORDERED`` and has no version; its
+identity is its ``id`` (a re-placed order keeps it, api-facts §5.6). Its
+idempotency key names its state by a digest of the normalized order
+(``shared.applied.state_digest``: decimals by value, ``ordered_on`` in UTC to
+the second), so the webhook copy and the API copy (which adds bookkeeping
+fields such as ``fetched_by_supplier`` and may write ``"26.1"`` for
+``"26.10"`` or another offset and precision) share it; a consumer applies
+the order once either way, deciding by the order's ``id`` and content.
 """
 
 from __future__ import annotations
@@ -60,11 +64,10 @@ def normalize_purchase_order(
     )
     status = text(root, "status", "")
     process_status, logistics_status = STATUS_MAP.get(status or "", (status, None))
-    key = keys.idempotency_key("apicbase", "order", document_id, None, keys.fingerprint(order))
-    return CanonicalEvent.model_validate(
+    event = CanonicalEvent.model_validate(
         {
-            "event_id": keys.event_id(key, channel, None, None),
-            "idempotency_key": key,
+            "event_id": "",
+            "idempotency_key": "",
             "source": "apicbase",
             "channel": channel,
             "kind": "order",
@@ -79,6 +82,7 @@ def normalize_purchase_order(
             "raw": document,
         }
     )
+    return keys.keyed_by_state(event)
 
 
 def _line(value: Any, index: int, expected: Timestamp | None) -> dict[str, Any]:

@@ -9,7 +9,8 @@ Shapes handled (api-facts §1, §2.4, §3):
 
 * order webhook body ``{eventName, orderEvent | singleDeliveryOrderEvent |
   simpleOrderEvent | orderDocumentsEvent, meta?}``: only the touched lines, each
-  marked ``changed``; ``meta`` read at the top level or inside the event;
+  marked ``changed`` (none at all for a header-only change); ``meta`` read at
+  the top level or inside the event;
 * polled order and GET order (``id`` instead of ``orderId``, all lines, both
   delivery-schedule and single-delivery flavours); lines changed after the poll
   cursor are marked ``changed``;
@@ -105,7 +106,9 @@ def normalize_order_webhook(
     if field == "orderDocumentsEvent":
         order, kind = _documents_order(event, field), "order_documents"
     else:
-        lines = required_array(event, "lines", field)
+        # A header-only change (a reassigned contact, new labels) touches no line:
+        # Tradecloud sends the event without lines, or with an empty array.
+        lines = array(event, "lines", field) or []
         order = _order(
             event,
             field,
@@ -666,14 +669,7 @@ def _event(
     meta = meta or EMPTY
     status = obj(header, "status", path)
     version = integer(header, "version", path)
-    document = order if order is not None else shipment
-    key = keys.idempotency_key(
-        "tradecloud",
-        kind,
-        document_id,
-        version,
-        None if version is not None or document is None else keys.fingerprint(document),
-    )
+    key = "" if version is None else keys.idempotency_key("tradecloud", kind, document_id, version)
     message_id = text(meta, "messageId", "meta")
     if last_updated_at is None:
         last_updated_at = timestamp(header, "lastUpdatedAt", path)
@@ -684,7 +680,7 @@ def _event(
         if order is not None and order.lines
         else EchoInfo(role=role, policy=echo_policy)
     )
-    return CanonicalEvent.model_validate(
+    event = CanonicalEvent.model_validate(
         {
             "event_id": keys.event_id(key, channel, message_id, event_name),
             "idempotency_key": key,
@@ -707,3 +703,4 @@ def _event(
             "raw": raw,
         }
     )
+    return event if version is not None else keys.keyed_by_state(event)

@@ -261,6 +261,19 @@ class EchoInfo(_Model):
     )
 
 
+class AppliedParts(_Model):
+    """What of an event a consumer route hands to its ERP adapter (null on the exchange)."""
+
+    header: bool = Field(
+        description="True when the header (everything but the lines) is news to the ERP; "
+        "false when only lines apply (the header is then context, possibly older)."
+    )
+    lines: list[str] = Field(
+        default_factory=list,
+        description="Keys (line id, else position) of the lines included, all of them news.",
+    )
+
+
 class CanonicalEvent(_Model):
     """What orderbridge publishes on ``orderbridge.events`` for every accepted document."""
 
@@ -287,4 +300,9 @@ class CanonicalEvent(_Model):
     echo: EchoInfo = Field(default_factory=EchoInfo)
     order: Order | None = None
     shipment: Shipment | None = None
+    applied: AppliedParts | None = Field(
+        default=None,
+        description="Null on the exchange. In what a consumer route hands to an ERP adapter "
+        "(a file, an HTTP body): which parts apply, when not all of them do.",
+    )
     raw: Any = Field(description="The original document, numbers exact.")

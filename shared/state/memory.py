@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 
-from shared.state.port import AppliedDocument, Lookup, Tokens, check_applied, check_ttl
+from shared.applied import PartState
+from shared.state.port import (
+    AppliedDocument,
+    Lookup,
+    Record,
+    Tokens,
+    check_record,
+    check_ttl,
+    still_news,
+)
 
 
 class MemoryStateStore:
@@ -20,8 +28,8 @@ class MemoryStateStore:
         self._cursors: dict[str, str] = {}
         self._tokens: dict[str, Tokens] = {}
         self._leases: dict[str, tuple[str, float]] = {}
-        self._processed: dict[str, set[str]] = {}
-        self._documents: dict[tuple[str, str], AppliedDocument] = {}
+        self._deliveries: dict[str, set[str]] = {}
+        self._documents: dict[tuple[str, str], dict[str, PartState]] = {}
 
     async def get_cursor(self, stream: str) -> str | None:
         return self._cursors.get(stream)
@@ -56,50 +64,35 @@ class MemoryStateStore:
             return None
         return current[0]
 
-    async def is_processed(self, route: str, keys: Sequence[str]) -> bool:
-        seen = self._processed.get(route, set())
-        return any(key in seen for key in keys)
-
     async def applied_document(self, route: str, document: str) -> AppliedDocument | None:
-        return self._documents.get((route, document))
+        parts = self._documents.get((route, document))
+        return None if parts is None else AppliedDocument(dict(parts))
 
     async def lookup(
         self, route: str, lookups: Sequence[Lookup]
     ) -> list[tuple[bool, AppliedDocument | None]]:
+        delivered = self._deliveries.get(route, set())
         results: list[tuple[bool, AppliedDocument | None]] = []
         for item in lookups:
-            processed = await self.is_processed(route, item.keys)
-            results.append(
-                (
-                    processed,
-                    None if processed else await self.applied_document(route, item.document),
-                )
-            )
+            if item.delivery is not None and item.delivery in delivered:
+                results.append((True, None))
+            else:
+                results.append((False, await self.applied_document(route, item.document)))
         return results
 
-    async def record_applied(
-        self,
-        route: str,
-        keys: Sequence[str],
-        document: str,
-        version: int | None,
-        lines: Mapping[str, datetime],
-    ) -> bool:
-        stamps = check_applied(keys, lines)
+    async def record_applied(self, route: str, record: Record) -> bool:
+        parts = check_record(record)
         async with self._lock:
-            seen = self._processed.setdefault(route, set())
-            if any(key in seen for key in keys):
+            delivered = self._deliveries.setdefault(route, set())
+            if record.delivery is not None and record.delivery in delivered:
                 return False
-            seen.update(keys)
-            before = self._documents.get((route, document), AppliedDocument())
-            merged = dict(before.lines)
-            for line, stamp in stamps.items():
-                if line not in merged or merged[line] < stamp:
-                    merged[line] = stamp
-            versions = [v for v in (before.version, version) if v is not None]
-            self._documents[(route, document)] = AppliedDocument(
-                version=max(versions) if versions else None, lines=merged
-            )
+            recorded = self._documents.get((route, record.document), {})
+            writes = still_news(parts, recorded)
+            if writes is None:
+                return False
+            self._documents[(route, record.document)] = {**recorded, **writes}
+            if record.delivery is not None:
+                delivered.add(record.delivery)
             return True
 
     def not_ready_reason(self) -> str | None:

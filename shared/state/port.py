@@ -12,13 +12,17 @@ What it holds (see DESIGN.md):
 * tokens    — per platform, the access/refresh pair (a rotated refresh token
   must survive restarts);
 * leases    — per stream, which instance may poll it (one active replica);
-* processed — per consumer route, the idempotency keys already applied;
-* documents — per consumer route and document, the highest whole-document
-  version and the newest ``last_updated_at`` per line that was applied.
+* deliveries — per consumer route, the webhook messages applied (their
+  retries are recognised by the message id; a delivery never stands for a
+  document state);
+* applied parts — per consumer route and document, what the ERP has of each
+  part (header, lines): as of which version and stamp, and a digest of its
+  content (``shared.applied``).
 
-``record_applied`` writes processed keys and document state in one
-transaction, insert-if-absent: a concurrent duplicate sees ``False`` instead of
-a check-then-insert race.
+``record_applied`` writes a delivery and the parts in one transaction and
+decides again, under the document's lock, from what is recorded then: a
+concurrent copy of the same change sees ``False`` instead of a
+check-then-insert race.
 
 Every backend translates its driver's failures into ``StateUnavailable``
 (retryable) at its edge, and refuses malformed input (no keys, naive line
@@ -31,6 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
+
+from shared.applied import PartState, verdict, worth_recording
 
 
 @dataclass(frozen=True)
@@ -47,11 +53,10 @@ class Tokens:
 
 @dataclass(frozen=True)
 class AppliedDocument:
-    """What a route already applied of one document (for the stale-version guard)."""
+    """What a route already applied of one document, part by part."""
 
-    version: int | None = None
-    lines: Mapping[str, datetime] = field(default_factory=dict)
-    """Line key (line id, else position) → newest ``last_updated_at`` applied (UTC)."""
+    parts: Mapping[str, PartState] = field(default_factory=dict)
+    """Part key (``shared.applied.HEADER`` or a line key) → its recorded state."""
 
 
 class CursorStore(Protocol):
@@ -87,40 +92,41 @@ class LeaseStore(Protocol):
 
 @dataclass(frozen=True)
 class Lookup:
-    """One event's question to the ledger: its keys, and the document it belongs to."""
+    """One event's question to the ledger: its webhook delivery (if pushed), its document."""
 
-    keys: Sequence[str]
+    delivery: str | None
     document: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """What to record once an event was applied: its delivery and the parts it set."""
+
+    delivery: str | None
+    document: str
+    parts: Mapping[str, PartState]
 
 
 class ProcessedStore(Protocol):
     async def lookup(
         self, route: str, lookups: Sequence[Lookup]
     ) -> list[tuple[bool, AppliedDocument | None]]:
-        """For each lookup: whether a key was recorded, and what was applied of the
-        document (None when processed or unknown). One round trip for many events:
-        the consumer asks once per round instead of twice per event."""
-
-    async def is_processed(self, route: str, keys: Sequence[str]) -> bool:
-        """True when any of ``keys`` (idempotency key, message id) was recorded for ``route``."""
+        """For each lookup: whether its delivery was recorded, and what was applied of
+        the document (None when delivered or unknown). One round trip for many
+        events: the consumer asks once per round instead of once per event."""
 
     async def applied_document(self, route: str, document: str) -> AppliedDocument | None:
         """What ``route`` applied of ``document`` (``<source>:<kind>:<document_id>``)."""
 
-    async def record_applied(
-        self,
-        route: str,
-        keys: Sequence[str],
-        document: str,
-        version: int | None,
-        lines: Mapping[str, datetime],
-    ) -> bool:
-        """Record an applied event atomically; False when a key was already recorded.
+    async def record_applied(self, route: str, record: Record) -> bool:
+        """Record an applied event atomically; False when it brought nothing new anymore.
 
-        All or nothing: on False no key, version or line stamp was written. The
-        document's version only ever rises and each line stamp only moves
-        forward (an older value never overwrites a newer one). ``keys`` must not
-        be empty; line stamps must be timezone-aware (they come back in UTC).
+        Under the document's lock it decides again from what is recorded then:
+        False (nothing written) when the delivery was recorded or no part is
+        news (``shared.applied.verdict``); otherwise it records the delivery and
+        every part worth recording (``worth_recording``): a part's state never
+        moves back. ``parts`` must not be empty; stamps must be timezone-aware
+        (they come back in UTC).
         """
 
 
@@ -133,19 +139,33 @@ class StateStore(CursorStore, TokenStore, LeaseStore, ProcessedStore, Protocol):
     async def close(self) -> None: ...
 
 
-def check_applied(keys: Sequence[str], lines: Mapping[str, datetime]) -> dict[str, datetime]:
+def check_record(record: Record) -> dict[str, PartState]:
     """Validate ``record_applied`` input the same way in every backend.
 
-    Returns the line stamps in UTC, so backends compare and store one form.
+    Returns the parts with their stamps in UTC, so backends compare and store one form.
     """
-    if isinstance(keys, str) or not keys:
-        raise ValueError("record_applied needs a non-empty sequence of keys")
-    utc: dict[str, datetime] = {}
-    for line, stamp in lines.items():
-        if stamp.tzinfo is None or stamp.utcoffset() is None:
-            raise ValueError(f"line {line!r}: stamp {stamp.isoformat()} has no timezone")
-        utc[line] = stamp.astimezone(UTC)
+    if not record.parts:
+        raise ValueError("record_applied needs at least one part")
+    utc: dict[str, PartState] = {}
+    for part, state in record.parts.items():
+        stamp = state.stamp
+        if stamp is not None:
+            if stamp.tzinfo is None or stamp.utcoffset() is None:
+                raise ValueError(f"part {part!r}: stamp {stamp.isoformat()} has no timezone")
+            stamp = stamp.astimezone(UTC)
+        utc[part] = PartState(state.version, stamp, state.digest)
     return utc
+
+
+def still_news(
+    parts: Mapping[str, PartState], recorded: Mapping[str, PartState]
+) -> dict[str, PartState] | None:
+    """The parts to write, decided again against what is recorded now; None: nothing new."""
+    if not any(verdict(state, recorded.get(part)) == "news" for part, state in parts.items()):
+        return None
+    return {
+        part: state for part, state in parts.items() if worth_recording(state, recorded.get(part))
+    }
 
 
 def check_ttl(ttl_seconds: float) -> None:

@@ -5,15 +5,13 @@ works too; libpq query options such as ``sslmode`` pass through to asyncpg).
 
 Why it is correct with several replicas on several hosts:
 
-* processed keys are inserted with ``ON CONFLICT DO NOTHING`` on the primary
-  key, sorted, in one statement: of two transactions recording the same key,
-  the second waits for the first and then inserts nothing (and so rolls its
-  whole ``record_applied`` back); sorted keys mean two transactions never wait
-  on each other in opposite orders;
-* the document's version rises with ``GREATEST`` (which ignores NULL) and each
-  line stamp only moves forward (``ON CONFLICT … DO UPDATE … WHERE old < new``)
-  in a child table: a per-line row is updated in place, compares as a
-  ``timestamptz``, and never needs a read-modify-write of a JSON blob;
+* ``record_applied`` takes a transaction-scoped advisory lock on the
+  (route, document) pair, then inserts the delivery if absent, reads the
+  document's parts and decides again (``shared.state.port.still_news``)
+  before writing: of two transactions recording the same change, the second
+  waits for the first, finds nothing new and writes nothing;
+* one row per applied part (header, each line) holds its version, stamp
+  (``timestamptz``) and content digest, updated in place;
 * leases compare against the database clock (``now()``), so hosts whose clocks
   disagree still agree on who holds a lease;
 * migrations run under a transaction-scoped advisory lock, so replicas starting
@@ -28,18 +26,27 @@ then ``record_applied_in(conn, …)`` inside your transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 
+from shared.applied import PartState
 from shared.errors import ConfigurationError, StateUnavailable
 from shared.logging import get_logger
 from shared.settings import redact_url
 from shared.state.migrations import Migration, pending
-from shared.state.port import AppliedDocument, Lookup, Tokens, check_applied, check_ttl
+from shared.state.port import (
+    AppliedDocument,
+    Lookup,
+    Record,
+    Tokens,
+    check_record,
+    check_ttl,
+    still_news,
+)
 
 log = get_logger(__name__)
 
@@ -88,6 +95,40 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (route, document, line))""",
         ),
     ),
+    Migration(
+        2,
+        "deliveries and applied parts (version, stamp, content digest) replace keys and stamps",
+        (
+            """CREATE TABLE orderbridge_deliveries (
+                route text NOT NULL,
+                delivery text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (route, delivery))""",
+            # digest NULL = recorded by release 1 (content unknown).
+            """CREATE TABLE orderbridge_applied_parts (
+                route text NOT NULL,
+                document text NOT NULL,
+                part text NOT NULL,
+                version bigint,
+                stamp timestamptz,
+                digest text,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (route, document, part))""",
+            # What release 1 knew carries over: the whole-document version and the
+            # document's own stamp become the header's, line stamps the lines'.
+            """INSERT INTO orderbridge_applied_parts (route, document, part, version, stamp)
+                SELECT d.route, d.document, '@header', d.version, l.stamp
+                FROM orderbridge_documents AS d
+                LEFT JOIN orderbridge_document_lines AS l
+                  ON l.route = d.route AND l.document = d.document AND l.line = '__document__'""",
+            """INSERT INTO orderbridge_applied_parts (route, document, part, stamp)
+                SELECT route, document, line, stamp FROM orderbridge_document_lines
+                WHERE line <> '__document__'""",
+            "DROP TABLE orderbridge_document_lines",
+            "DROP TABLE orderbridge_documents",
+            "DROP TABLE orderbridge_processed",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS orderbridge_schema_migrations (
@@ -95,22 +136,22 @@ _LEDGER = """CREATE TABLE IF NOT EXISTS orderbridge_schema_migrations (
     name text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now())"""
 
-_INSERT_KEYS = """
-INSERT INTO orderbridge_processed (route, key)
-SELECT $1, k FROM unnest($2::text[]) AS k ORDER BY k
-ON CONFLICT DO NOTHING"""
+_INSERT_DELIVERY = """
+INSERT INTO orderbridge_deliveries (route, delivery) VALUES ($1, $2) ON CONFLICT DO NOTHING"""
 
-_UPSERT_DOCUMENT = """
-INSERT INTO orderbridge_documents (route, document, version) VALUES ($1, $2, $3)
-ON CONFLICT (route, document) DO UPDATE
-SET version = GREATEST(orderbridge_documents.version, excluded.version), updated_at = now()"""
+_SELECT_PARTS = """
+SELECT document, part, version, stamp, digest FROM orderbridge_applied_parts
+WHERE route = $1 AND document = ANY($2::text[])"""
 
-_UPSERT_LINES = """
-INSERT INTO orderbridge_document_lines (route, document, line, stamp)
-SELECT $1, $2, l.line, l.stamp FROM unnest($3::text[], $4::timestamptz[]) AS l (line, stamp)
-ORDER BY l.line
-ON CONFLICT (route, document, line) DO UPDATE
-SET stamp = excluded.stamp WHERE orderbridge_document_lines.stamp < excluded.stamp"""
+_UPSERT_PARTS = """
+INSERT INTO orderbridge_applied_parts (route, document, part, version, stamp, digest)
+SELECT $1, $2, p.part, p.version, p.stamp, p.digest
+FROM unnest($3::text[], $4::bigint[], $5::timestamptz[], $6::text[])
+    AS p (part, version, stamp, digest)
+ORDER BY p.part
+ON CONFLICT (route, document, part) DO UPDATE
+SET version = excluded.version, stamp = excluded.stamp, digest = excluded.digest,
+    updated_at = now()"""
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
@@ -152,79 +193,83 @@ async def migrate(conn: Connection) -> None:
             log.info("state store migrated", backend="postgres", version=migration.version)
 
 
-async def record_applied_in(
-    conn: Connection,
-    route: str,
-    keys: Sequence[str],
-    document: str,
-    version: int | None,
-    lines: Mapping[str, datetime],
-) -> bool:
+async def record_applied_in(conn: Connection, route: str, record: Record) -> bool:
     """``StateStore.record_applied`` on ``conn``: its own transaction, or a savepoint in yours.
 
     On False nothing was written and your transaction is still usable.
     """
-    stamps = check_applied(keys, lines)
-    unique = sorted(set(keys))
-    names = sorted(stamps)
+    parts = check_record(record)
     try:
         async with conn.transaction():
-            status = await conn.execute(_INSERT_KEYS, route, unique)
-            if _row_count(status) != len(unique):
+            # One writer per (route, document) at a time, until this transaction ends.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"{route}\x1f{record.document}",
+            )
+            if record.delivery is not None:
+                status = await conn.execute(_INSERT_DELIVERY, route, record.delivery)
+                if _row_count(status) != 1:
+                    raise _Duplicate
+            recorded = (await _parts_in(conn, route, [record.document])).get(record.document, {})
+            writes = still_news(parts, recorded)
+            if writes is None:
                 raise _Duplicate
-            await conn.execute(_UPSERT_DOCUMENT, route, document, version)
-            if names:
-                await conn.execute(
-                    _UPSERT_LINES, route, document, names, [stamps[name] for name in names]
-                )
+            names = sorted(writes)
+            await conn.execute(
+                _UPSERT_PARTS,
+                route,
+                record.document,
+                names,
+                [writes[name].version for name in names],
+                [writes[name].stamp for name in names],
+                [writes[name].digest for name in names],
+            )
     except _Duplicate:
         return False
     return True
 
 
-async def is_processed_in(conn: Connection, route: str, keys: Sequence[str]) -> bool:
-    found = await conn.fetchval(
-        """SELECT EXISTS (SELECT 1 FROM orderbridge_processed
-                          WHERE route = $1 AND key = ANY($2::text[]))""",
-        route,
-        list(keys),
-    )
-    return bool(found)
+async def _parts_in(
+    conn: Connection, route: str, documents: Sequence[str]
+) -> dict[str, dict[str, PartState]]:
+    rows = await conn.fetch(_SELECT_PARTS, route, list(documents))
+    found: dict[str, dict[str, PartState]] = {}
+    for row in rows:
+        found.setdefault(row["document"], {})[row["part"]] = PartState(
+            row["version"], row["stamp"], row["digest"]
+        )
+    return found
 
 
 async def applied_document_in(
     conn: Connection, route: str, document: str
 ) -> AppliedDocument | None:
-    # One statement, one snapshot: a concurrent record_applied is seen whole or not at all.
-    rows = await conn.fetch(
-        """SELECT d.version, l.line, l.stamp
-           FROM orderbridge_documents AS d
-           LEFT JOIN orderbridge_document_lines AS l USING (route, document)
-           WHERE d.route = $1 AND d.document = $2""",
-        route,
-        document,
-    )
-    if not rows:
-        return None
-    return AppliedDocument(
-        version=rows[0]["version"],
-        lines={row["line"]: row["stamp"] for row in rows if row["line"] is not None},
-    )
+    parts = (await _parts_in(conn, route, [document])).get(document)
+    return None if parts is None else AppliedDocument(parts)
 
 
 async def lookup_in(
     conn: Connection, route: str, lookups: Sequence[Lookup]
 ) -> list[tuple[bool, AppliedDocument | None]]:
-    """``StateStore.lookup`` on ``conn``."""
+    """``StateStore.lookup`` on ``conn``: two statements for a whole round."""
+    deliveries = [item.delivery for item in lookups if item.delivery is not None]
+    delivered: set[str] = set()
+    if deliveries:
+        rows = await conn.fetch(
+            """SELECT delivery FROM orderbridge_deliveries
+               WHERE route = $1 AND delivery = ANY($2::text[])""",
+            route,
+            deliveries,
+        )
+        delivered = {row["delivery"] for row in rows}
+    documents = await _parts_in(conn, route, sorted({item.document for item in lookups}))
     results: list[tuple[bool, AppliedDocument | None]] = []
     for item in lookups:
-        processed = bool(item.keys) and await is_processed_in(conn, route, item.keys)
-        results.append(
-            (
-                processed,
-                None if processed else await applied_document_in(conn, route, item.document),
-            )
-        )
+        if item.delivery is not None and item.delivery in delivered:
+            results.append((True, None))
+            continue
+        parts = documents.get(item.document)
+        results.append((False, None if parts is None else AppliedDocument(parts)))
     return results
 
 
@@ -357,13 +402,6 @@ class PostgresStateStore:
 
     # -- processed keys and documents ------------------------------------------------------
 
-    async def is_processed(self, route: str, keys: Sequence[str]) -> bool:
-        if not keys:
-            return False
-        with self._guard():
-            async with self._pool.acquire() as conn:
-                return await is_processed_in(conn, route, keys)
-
     async def applied_document(self, route: str, document: str) -> AppliedDocument | None:
         with self._guard():
             async with self._pool.acquire() as conn:
@@ -372,22 +410,17 @@ class PostgresStateStore:
     async def lookup(
         self, route: str, lookups: Sequence[Lookup]
     ) -> list[tuple[bool, AppliedDocument | None]]:
+        if not lookups:
+            return []
         with self._guard():
             async with self._pool.acquire() as conn:
                 return await lookup_in(conn, route, lookups)
 
-    async def record_applied(
-        self,
-        route: str,
-        keys: Sequence[str],
-        document: str,
-        version: int | None,
-        lines: Mapping[str, datetime],
-    ) -> bool:
-        check_applied(keys, lines)  # refuse bad input before taking a connection
+    async def record_applied(self, route: str, record: Record) -> bool:
+        check_record(record)  # refuse bad input before taking a connection
         with self._guard():
             async with self._pool.acquire() as conn:
-                return await record_applied_in(conn, route, keys, document, version, lines)
+                return await record_applied_in(conn, route, record)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -13,9 +13,10 @@
 
 Why it is safe with several processes: every write is one statement or one
 ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so two
-writers never deadlock upgrading a read lock) and every insert-if-absent is
-decided by a primary key (``ON CONFLICT DO NOTHING``), never by a read
-before the write. Readers never block writers in WAL mode. Leases use the
+writers never deadlock upgrading a read lock): a delivery is inserted if
+absent by its primary key, and ``record_applied`` reads the document's parts
+and decides again *under* that write lock, so no other process can record
+between the read and the write. Readers never block writers in WAL mode. Leases use the
 host's wall clock (shared by every process on the host).
 
 One ``aiosqlite`` connection (one thread) per store; each operation, a whole
@@ -29,11 +30,10 @@ event in its own savepoint, every caller answered after the COMMIT).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,10 +43,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosqlite
 
+from shared.applied import PartState
 from shared.errors import ConfigurationError, StateUnavailable
 from shared.logging import get_logger
 from shared.state.migrations import Migration, pending
-from shared.state.port import AppliedDocument, Lookup, Tokens, check_applied, check_ttl
+from shared.state.port import (
+    AppliedDocument,
+    Lookup,
+    Record,
+    Tokens,
+    check_record,
+    check_ttl,
+    still_news,
+)
 
 log = get_logger(__name__)
 
@@ -95,6 +104,40 @@ MIGRATIONS: tuple[Migration, ...] = (
                 line TEXT NOT NULL,
                 stamp INTEGER NOT NULL,
                 PRIMARY KEY (route, document, line)) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        2,
+        "deliveries and applied parts (version, stamp, content digest) replace keys and stamps",
+        (
+            f"""CREATE TABLE orderbridge_deliveries (
+                route TEXT NOT NULL,
+                delivery TEXT NOT NULL,
+                applied_at TEXT NOT NULL DEFAULT {_NOW_TEXT},
+                PRIMARY KEY (route, delivery)) WITHOUT ROWID""",
+            # stamp: microseconds since the epoch, UTC; digest NULL = recorded by release 1.
+            f"""CREATE TABLE orderbridge_applied_parts (
+                route TEXT NOT NULL,
+                document TEXT NOT NULL,
+                part TEXT NOT NULL,
+                version INTEGER,
+                stamp INTEGER,
+                digest TEXT,
+                updated_at TEXT NOT NULL DEFAULT {_NOW_TEXT},
+                PRIMARY KEY (route, document, part)) WITHOUT ROWID""",
+            # What release 1 knew carries over: the whole-document version and the
+            # document's own stamp become the header's, line stamps the lines'.
+            """INSERT INTO orderbridge_applied_parts (route, document, part, version, stamp)
+                SELECT d.route, d.document, '@header', d.version, l.stamp
+                FROM orderbridge_documents AS d
+                LEFT JOIN orderbridge_document_lines AS l
+                  ON l.route = d.route AND l.document = d.document AND l.line = '__document__'""",
+            """INSERT INTO orderbridge_applied_parts (route, document, part, stamp)
+                SELECT route, document, line, stamp FROM orderbridge_document_lines
+                WHERE line <> '__document__'""",
+            "DROP TABLE orderbridge_document_lines",
+            "DROP TABLE orderbridge_documents",
+            "DROP TABLE orderbridge_processed",
         ),
     ),
 )
@@ -275,21 +318,11 @@ class SqliteStateStore:
         )
         return str(rows[0][0]) if rows else None
 
-    # -- processed keys and documents ------------------------------------------------------
-
-    async def is_processed(self, route: str, keys: Sequence[str]) -> bool:
-        if not keys:
-            return False
-        rows = await self._run(
-            _fetch,
-            """SELECT 1 FROM orderbridge_processed
-               WHERE route = ? AND key IN (SELECT value FROM json_each(?)) LIMIT 1""",
-            (route, json.dumps(list(keys))),
-        )
-        return bool(rows)
+    # -- deliveries and applied parts ------------------------------------------------------
 
     async def applied_document(self, route: str, document: str) -> AppliedDocument | None:
-        return await self._run(_applied_document, route, document)
+        found = await self._run(_lookup, route, [Lookup(None, document)])
+        return found[0][1]
 
     async def lookup(
         self, route: str, lookups: Sequence[Lookup]
@@ -298,24 +331,10 @@ class SqliteStateStore:
             return []
         return await self._run(_lookup, route, list(lookups))
 
-    async def record_applied(
-        self,
-        route: str,
-        keys: Sequence[str],
-        document: str,
-        version: int | None,
-        lines: Mapping[str, datetime],
-    ) -> bool:
-        stamps = check_applied(keys, lines)
+    async def record_applied(self, route: str, record: Record) -> bool:
+        parts = check_record(record)
         applied: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        item = _Applied(
-            route,
-            sorted(set(keys)),
-            document,
-            version,
-            [(line, _to_micros(stamp)) for line, stamp in sorted(stamps.items())],
-        )
-        self._queue.append((item, applied))
+        self._queue.append((_Applied(route, record.delivery, record.document, parts), applied))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_queued())
         return await applied
@@ -408,10 +427,9 @@ def transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Ite
 @dataclass(frozen=True)
 class _Applied:
     route: str
-    keys: list[str]  # sorted, distinct
+    delivery: str | None
     document: str
-    version: int | None
-    stamps: list[tuple[str, int]]  # sorted by line; microseconds since the epoch, UTC
+    parts: dict[str, PartState]  # stamps in UTC
 
 
 def _record_batch(conn: sqlite3.Connection, batch: list[_Applied]) -> list[bool]:
@@ -429,51 +447,50 @@ def _record_batch(conn: sqlite3.Connection, batch: list[_Applied]) -> list[bool]
 
 
 def _record_one(conn: sqlite3.Connection, item: _Applied) -> bool:
-    inserted = conn.executemany(
-        "INSERT INTO orderbridge_processed (route, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        [(item.route, key) for key in item.keys],
-    )
-    if inserted.rowcount != len(item.keys):
-        return False  # a key was already recorded: the caller rolls this event back
-    # max(NULL, x) is NULL in SQLite: coalesce so a version-less event keeps the mark.
-    conn.execute(
-        """INSERT INTO orderbridge_documents (route, document, version) VALUES (?, ?, ?)
-           ON CONFLICT (route, document) DO UPDATE
-           SET version = max(coalesce(orderbridge_documents.version, excluded.version),
-                             coalesce(excluded.version, orderbridge_documents.version)),
-               updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')""",
-        (item.route, item.document, item.version),
-    )
+    """Decide again under the write lock (``BEGIN IMMEDIATE``), then write."""
+    if item.delivery is not None:
+        inserted = conn.execute(
+            """INSERT INTO orderbridge_deliveries (route, delivery) VALUES (?, ?)
+               ON CONFLICT DO NOTHING""",
+            (item.route, item.delivery),
+        )
+        if inserted.rowcount != 1:
+            return False
+    recorded = _parts(conn, item.route, item.document)
+    writes = still_news(item.parts, recorded)
+    if writes is None:
+        return False  # the caller rolls the delivery back too
     conn.executemany(
-        """INSERT INTO orderbridge_document_lines (route, document, line, stamp)
-           VALUES (?, ?, ?, ?)
-           ON CONFLICT (route, document, line) DO UPDATE
-           SET stamp = excluded.stamp
-           WHERE excluded.stamp > orderbridge_document_lines.stamp""",
-        [(item.route, item.document, line, stamp) for line, stamp in item.stamps],
+        """INSERT INTO orderbridge_applied_parts (route, document, part, version, stamp, digest)
+           VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (route, document, part) DO UPDATE
+           SET version = excluded.version, stamp = excluded.stamp, digest = excluded.digest,
+               updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')""",
+        [
+            (
+                item.route,
+                item.document,
+                part,
+                state.version,
+                None if state.stamp is None else _to_micros(state.stamp),
+                state.digest,
+            )
+            for part, state in sorted(writes.items())
+        ],
     )
     return True
 
 
-def _applied_document(
-    conn: sqlite3.Connection, route: str, document: str
-) -> AppliedDocument | None:
-    # Two reads, one snapshot: a concurrent record_applied is seen whole or not at all.
-    with transaction(conn, "BEGIN"):
-        head = conn.execute(
-            "SELECT version FROM orderbridge_documents WHERE route = ? AND document = ?",
-            (route, document),
-        ).fetchone()
-        if head is None:
-            return None
-        lines = conn.execute(
-            """SELECT line, stamp FROM orderbridge_document_lines
-               WHERE route = ? AND document = ?""",
-            (route, document),
-        ).fetchall()
-    return AppliedDocument(
-        version=head[0], lines={line: _from_micros(stamp) for line, stamp in lines}
-    )
+def _parts(conn: sqlite3.Connection, route: str, document: str) -> dict[str, PartState]:
+    rows = conn.execute(
+        """SELECT part, version, stamp, digest FROM orderbridge_applied_parts
+           WHERE route = ? AND document = ?""",
+        (route, document),
+    ).fetchall()
+    return {
+        part: PartState(version, None if stamp is None else _from_micros(stamp), digest)
+        for part, version, stamp, digest in rows
+    }
 
 
 def _lookup(
@@ -483,34 +500,17 @@ def _lookup(
     results: list[tuple[bool, AppliedDocument | None]] = []
     with transaction(conn, "BEGIN"):
         for item in lookups:
-            found = conn.execute(
-                """SELECT 1 FROM orderbridge_processed
-                   WHERE route = ? AND key IN (SELECT value FROM json_each(?)) LIMIT 1""",
-                (route, json.dumps(list(item.keys))),
-            ).fetchone()
-            if found is not None or not item.keys:
-                results.append((found is not None, None))
-                continue
-            head = conn.execute(
-                "SELECT version FROM orderbridge_documents WHERE route = ? AND document = ?",
-                (route, item.document),
-            ).fetchone()
-            if head is None:
-                results.append((False, None))
-                continue
-            lines = conn.execute(
-                """SELECT line, stamp FROM orderbridge_document_lines
-                   WHERE route = ? AND document = ?""",
-                (route, item.document),
-            ).fetchall()
-            results.append(
-                (
-                    False,
-                    AppliedDocument(
-                        version=head[0], lines={line: _from_micros(stamp) for line, stamp in lines}
-                    ),
-                )
-            )
+            if item.delivery is not None:
+                found = conn.execute(
+                    """SELECT 1 FROM orderbridge_deliveries
+                       WHERE route = ? AND delivery = ?""",
+                    (route, item.delivery),
+                ).fetchone()
+                if found is not None:
+                    results.append((True, None))
+                    continue
+            parts = _parts(conn, route, item.document)
+            results.append((False, AppliedDocument(parts) if parts else None))
     return results
 
 

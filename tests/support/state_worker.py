@@ -9,10 +9,11 @@ Actions:
 
 * ``open``: open (and migrate) the store, print "opened", close.
 * ``race ROUTE EVENTS SEED``: after "go", try ``record_applied`` for every event
+  (one document each; by webhook delivery in odd seeds, as a poll in even ones)
   in a shuffled order; print the JSON list of events this process won.
-* ``churn ROUTE``: forever, for i = 1, 2, …: ``record_applied`` (keys k<i> and
-  m<i>, version i, line stamps), then ``set_cursor`` to i, then ``save_tokens``
-  with i; print i after each round. The test kills it with SIGKILL.
+* ``churn ROUTE``: forever, for i = 1, 2, …: ``record_applied`` (delivery m<i>,
+  the header and one line at version i), then ``set_cursor`` to i, then
+  ``save_tokens`` with i; print i after each round. The test kills it with SIGKILL.
 * ``hold LEASE HOLDER TTL``: hold the lease with a ``LeaseKeeper``, print
   "held", then idle until killed.
 """
@@ -25,11 +26,12 @@ import random
 import sys
 from datetime import UTC, datetime, timedelta
 
+from shared.applied import HEADER, PartState
 from shared.logging import configure_logging
 from shared.settings import LogSettings
 from shared.state import open_state_store
 from shared.state.lease import LeaseKeeper
-from shared.state.port import StateStore, Tokens
+from shared.state.port import Record, StateStore, Tokens
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -39,9 +41,10 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def churn_lines(i: int) -> dict[str, datetime]:
-    """Line stamps of round ``i``: line ``l<i % 3>`` moves to i microseconds past EPOCH."""
-    return {f"l{i % 3}": EPOCH + timedelta(microseconds=i)}
+def churn_parts(i: int) -> dict[str, PartState]:
+    """Round ``i``: the header and line ``l<i % 3>`` move to version i, i ms past EPOCH."""
+    moment = EPOCH + timedelta(milliseconds=i)
+    return {HEADER: PartState(i, moment, f"h{i}"), f"l{i % 3}": PartState(i, moment, f"l{i}")}
 
 
 async def race(store: StateStore, route: str, events: int, seed: int) -> None:
@@ -51,10 +54,9 @@ async def race(store: StateStore, route: str, events: int, seed: int) -> None:
     await asyncio.to_thread(sys.stdin.readline)  # "go"
     won = []
     for i in order:
-        keys = [f"event-{i}", f"message-{i}"]
-        if seed % 2:
-            keys.reverse()  # opposite key order in half the workers: no deadlock either way
-        if await store.record_applied(route, keys, f"doc-{i % 7}", i, {"l1": EPOCH}):
+        delivery = f"message-{i}" if seed % 2 else None
+        record = Record(delivery, f"doc-{i}", {HEADER: PartState(i, EPOCH, f"d{i}")})
+        if await store.record_applied(route, record):
             won.append(i)
     say(json.dumps(won))
 
@@ -63,7 +65,7 @@ async def churn(store: StateStore, route: str) -> None:
     i = 0
     while True:
         i += 1
-        await store.record_applied(route, [f"k{i}", f"m{i}"], "doc", i, churn_lines(i))
+        await store.record_applied(route, Record(f"m{i}", "doc", churn_parts(i)))
         await store.set_cursor(route, f"{i:08d}")
         await store.save_tokens(route, Tokens(f"access-{i}", f"refresh-{i}"))
         say(str(i))

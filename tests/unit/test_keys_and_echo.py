@@ -1,21 +1,29 @@
-from decimal import Decimal
-
 import pytest
 
 from shared import keys
 from shared.normalize import echo
+from tests.support.documents import apicbase_event, apicbase_order
 
 
 def test_idempotency_key_format() -> None:
     assert keys.idempotency_key("tradecloud", "order", "o-1", 5) == "tradecloud:order:o-1:v5"
-    hashed = keys.idempotency_key("apicbase", "order", "a-1", None, {"b": Decimal("1.10"), "a": 1})
-    assert hashed == keys.idempotency_key(
-        "apicbase", "order", "a-1", None, {"a": 1, "b": Decimal("1.10")}
+    assert (
+        keys.idempotency_key("apicbase", "order", "a-1", None, "f00d") == "apicbase:order:a-1:hf00d"
     )
-    assert hashed.startswith("apicbase:order:a-1:h") and len(hashed.split(":h")[1]) == 32
-    assert hashed != keys.idempotency_key(
-        "apicbase", "order", "a-1", None, {"a": 1, "b": Decimal("1.1")}
+    with pytest.raises(ValueError, match="state digest"):
+        keys.idempotency_key("apicbase", "order", "a-1", None)
+
+
+def test_a_versionless_document_is_keyed_by_its_state_whatever_the_formatting() -> None:
+    webhook = apicbase_event(apicbase_order("a1", price="26.10"))
+    api = apicbase_event(
+        apicbase_order("a1", price="26.1", ordered_on="2026-02-01T10:30:00.123Z"), "api"
     )
+    assert webhook.idempotency_key == api.idempotency_key
+    assert webhook.idempotency_key.startswith("apicbase:order:a1:h")
+    assert webhook.event_id != api.event_id, "one key, two deliveries"
+    changed = apicbase_event(apicbase_order("a1", quantity=4))
+    assert changed.idempotency_key != webhook.idempotency_key
 
 
 def test_event_id_is_deterministic_per_delivery() -> None:

@@ -208,7 +208,6 @@ def test_polled_shipment_without_version_uses_a_content_key() -> None:
     [
         ({"eventName": "OrderIssuedByBuyer"}, "orderEvent"),
         ({"eventName": "X", "orderEvent": {"lines": []}}, "orderEvent.orderId"),
-        ({"eventName": "X", "orderEvent": {"orderId": "o1"}}, "orderEvent.lines"),
         ({"eventName": "X", "orderEvent": {"orderId": "o1", "lines": {}}}, "orderEvent.lines"),
         ({"eventName": "X", "orderEvent": {"orderId": "o1", "lines": [3]}}, "orderEvent.lines[0]"),
         (
@@ -222,6 +221,19 @@ def test_missing_identity_names_the_field(body: object, path: str) -> None:
     with pytest.raises(InvalidPayload) as info:
         tradecloud.normalize_order_webhook(body, received_at=NOW)
     assert info.value.path == path
+
+
+@pytest.mark.parametrize("lines", [None, []], ids=["no lines key", "empty lines"])
+def test_an_order_webhook_without_lines_is_a_header_only_change(lines: object) -> None:
+    """Tradecloud does not retry a 4xx: refusing a header-only event would lose it."""
+    event: dict[str, object] = {"orderId": "o1", "version": 7, "buyerOrder": {"contact": "x"}}
+    if lines is not None:
+        event["lines"] = lines
+    body = {"eventName": "OrderContactReassignedByBuyer", "orderEvent": event}
+    normalized = tradecloud.normalize_order_webhook(body, received_at=NOW)
+    assert normalized.order is not None and normalized.order.lines == []
+    assert normalized.order.buyer.contact == "x" and normalized.version == 7
+    assert not normalized.echo.all_changed_lines_echo
 
 
 def test_a_shipment_without_id_is_invalid() -> None:

@@ -1,7 +1,8 @@
 from datetime import UTC, datetime
 
+from shared.applied import HEADER, PartState
 from shared.state.memory import MemoryStateStore
-from shared.state.port import StateStore
+from shared.state.port import Lookup, Record, StateStore
 
 
 def _store(now: list[float]) -> StateStore:
@@ -21,15 +22,21 @@ async def test_leases_exclude_other_holders_until_expiry() -> None:
     assert await store.lease_holder("orders") == "b"
 
 
-async def test_record_applied_is_insert_if_absent_and_monotonic() -> None:
+async def test_record_applied_decides_again_and_never_moves_a_part_back() -> None:
     store = _store([0.0])
     t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
-    assert await store.record_applied("r", ["k:v6", "m6"], "tc:order:o1", 6, {"l1": t2})
-    assert not await store.record_applied("r", ["k:v6"], "tc:order:o1", 6, {"l1": t2})
-    assert await store.is_processed("r", ["m6"])
-    assert not await store.is_processed("other-route", ["m6"])
-    assert await store.record_applied("r", ["k:v5"], "tc:order:o1", 5, {"l1": t1, "l2": t1})
+    v6 = {HEADER: PartState(6, t2, "h6"), "l1": PartState(6, t2, "a")}
+    assert await store.record_applied("r", Record("m6", "tc:order:o1", v6))
+    assert not await store.record_applied("r", Record("m6", "tc:order:o1", v6)), "same delivery"
+    assert not await store.record_applied("r", Record(None, "tc:order:o1", v6)), "nothing new"
+    assert await store.lookup("r", [Lookup("m6", "tc:order:o1")]) == [(True, None)]
+    assert (await store.lookup("other-route", [Lookup("m6", "x")])) == [(False, None)]
+    older = {
+        HEADER: PartState(5, t1, "h5"),
+        "l1": PartState(5, t1, "old"),
+        "l2": PartState(5, t1, "b"),
+    }
+    assert await store.record_applied("r", Record(None, "tc:order:o1", older))
     applied = await store.applied_document("r", "tc:order:o1")
     assert applied is not None
-    assert applied.version == 6, "an older version never lowers the mark"
-    assert applied.lines == {"l1": t2, "l2": t1}
+    assert applied.parts == {**v6, "l2": PartState(5, t1, "b")}, "only the news was written"

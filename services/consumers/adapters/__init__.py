@@ -1,9 +1,12 @@
 """ERP adapters: one small Protocol, one module each, plug-ins by entry point.
 
-An adapter applies one event to the ERP. It is called only for events the
-route's guards let through (not a duplicate, not stale, not a pure echo), with
-``Application.lines`` naming the lines to apply when not all of them should
-(see ``services.consumers.guards``). It raises ``RetryableError`` for
+An adapter applies one event to the ERP. It is called only with what the
+route's policy found news (``services.consumers.policy``): the header when
+``Application.header`` is true, and the lines ``Application.lines`` names
+(``effective_event`` / ``effective_body`` hold exactly that, with the event's
+``applied`` field saying so). ``Application.change`` identifies the change
+itself: the same change reaching the adapter twice (a crash between its
+effect and the route's record) has the same change key. It raises ``RetryableError`` for
 transient trouble (retried later through the route's delay queues) and
 ``PermanentError`` for input the ERP will never accept (dead-lettered).
 
@@ -22,47 +25,75 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from shared.applied import event_lines
 from shared.errors import ConfigurationError
 from shared.schema.codec import encode_event
-from shared.schema.models import CanonicalEvent
-from shared.state.port import AppliedDocument, Lookup
+from shared.schema.models import AppliedParts, CanonicalEvent
+from shared.state.port import AppliedDocument, Lookup, Record
 
 ENTRY_POINT_GROUP = "orderbridge.adapters"
 
 
 @dataclass(frozen=True)
 class Application:
-    """One event to apply: the event, its bytes as published, and the lines to apply."""
+    """One event to apply: the event, its bytes as published, and what of it applies."""
 
     route: str
     event: CanonicalEvent
     body: bytes
+    header: bool = True
+    """Whether the header applies (it is news to the ERP)."""
     lines: tuple[str, ...] | None = None
-    """Keys of the lines to apply (line id, else position); None = every line."""
+    """Keys of the lines to apply (``shared.applied.line_key``); None = every line."""
+    change: str = ""
+    """The change's identity (``shared.applied.change_key``); the event id when empty."""
+
+    @property
+    def whole(self) -> bool:
+        """True when the event applies as published: its header and every line."""
+        return self.header and self.lines is None
+
+    @property
+    def change_key(self) -> str:
+        return self.change or self.event.event_id
 
     @cached_property
     def effective_event(self) -> CanonicalEvent:
-        """The event with only the lines to apply (never a stale line)."""
-        if self.lines is None or self.event.order is None:
+        """The event with only the lines to apply, and ``applied`` saying what applies."""
+        if self.whole:
             return self.event
-        from services.consumers.guards import line_key
-
-        wanted = set(self.lines)
-        kept = [
-            line for i, line in enumerate(self.event.order.lines) if line_key(line, i) in wanted
-        ]
-        order = self.event.order.model_copy(update={"lines": kept, "lines_complete": False})
-        return self.event.model_copy(update={"order": order})
+        wanted = set(self.lines) if self.lines is not None else None
+        keys = [key for key, _ in event_lines(self.event)]
+        kept = [key for key in keys if wanted is None or key in wanted]
+        update: dict[str, object] = {
+            "applied": AppliedParts(header=self.header, lines=kept),
+        }
+        if self.event.order is not None:
+            lines = [
+                line
+                for key, line in zip(keys, self.event.order.lines, strict=True)
+                if wanted is None or key in wanted
+            ]
+            update["order"] = self.event.order.model_copy(
+                update={"lines": lines, "lines_complete": False}
+            )
+        elif self.event.shipment is not None:
+            shipment_lines = [
+                line
+                for key, line in zip(keys, self.event.shipment.lines, strict=True)
+                if wanted is None or key in wanted
+            ]
+            update["shipment"] = self.event.shipment.model_copy(update={"lines": shipment_lines})
+        return self.event.model_copy(update=update)
 
     @cached_property
     def effective_body(self) -> bytes:
-        """The JSON to hand to the ERP: as published, or re-encoded without stale lines."""
-        return self.body if self.lines is None else encode_event(self.effective_event)
+        """The JSON to hand to the ERP: as published, or re-encoded with what applies."""
+        return self.body if self.whole else encode_event(self.effective_event)
 
 
 class ErpAdapter(Protocol):
@@ -86,15 +117,9 @@ class TransactionalAdapter(Protocol):
         self, route: str, lookups: Sequence[Lookup]
     ) -> list[tuple[bool, AppliedDocument | None]]: ...
 
-    async def apply_recorded(
-        self,
-        item: Application,
-        keys: Sequence[str],
-        document: str,
-        version: int | None,
-        stamps: Mapping[str, datetime],
-    ) -> bool:
-        """Apply and record atomically; False (nothing applied) when a key was recorded."""
+    async def apply_recorded(self, item: Application, record: Record) -> bool:
+        """Apply and record atomically; False (nothing applied) when the ledger, decided
+        again under the document's lock, finds nothing new anymore."""
 
     async def apply(self, item: Application) -> None: ...
 

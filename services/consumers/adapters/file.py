@@ -17,9 +17,10 @@ beside it (first, so the JSON's appearance means both are complete).
 after the adapter returned, so a consumer killed between the two gets the event
 again. A folder cannot share a transaction with the ledger, so the adapter keeps
 its own write-ahead notes (``intents.IntentNotes``, a SQLite file in
-``.orderbridge-intents/``): before an event's file is written, the idempotency
-key and the file name are noted durably, a round's notes in one commit.
-Applying an event whose key is noted writes nothing when the noted file is
+``.orderbridge-intents/``): before an event's file is written, its change key
+(``Application.change_key``: the document and the content it applies) and the
+file name are noted durably, a round's notes in one commit. Applying a
+change whose key is noted writes nothing when the noted file is
 there, and writes exactly that file when it is not (the crash came between the
 note and the file). Notes older than ``intent_days`` are pruned at start: by
 then the ledger long holds the key. (An import job that removes a file within
@@ -38,6 +39,7 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,7 +172,7 @@ class FileAdapter:
         files.append((name, item.effective_body))
         renames = []
         for final, data in files:
-            temporary = self.path / f".{final}.tmp"
+            temporary = _temporary(self.path, final)
             with open(temporary, "wb") as handle:
                 handle.write(data)
             renames.append((temporary, self.path / final))
@@ -228,7 +230,7 @@ class FileAdapter:
         noted = self.notes.note(
             [
                 (
-                    hashlib.sha256(item.event.idempotency_key.encode()).hexdigest()[:40],
+                    hashlib.sha256(item.change_key.encode()).hexdigest()[:40],
                     self.file_name(item, applied_at),
                 )
                 for item in items
@@ -262,13 +264,19 @@ class FileAdapter:
             os.close(descriptor)
 
     def _atomic(self, name: str, data: bytes) -> None:
-        temporary = self.path / f".{name}.tmp"
+        temporary = _temporary(self.path, name)
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
             if self.fsync:
                 os.fsync(handle.fileno())
         os.replace(temporary, self.path / name)
+
+
+def _temporary(folder: Path, name: str) -> Path:
+    """A temporary name private to this process and thread: two adapters sharing an
+    inbox may write the same noted file at once, and must not rename each other's."""
+    return folder / f".{name}.{os.getpid()}-{threading.get_ident()}.tmp"
 
 
 def _load_syncfs() -> Callable[[int], int] | None:

@@ -1,9 +1,11 @@
 """HTTP adapter: POST the canonical event to an ERP endpoint.
 
 * Body: the canonical event JSON (without stale lines, see ``Application``).
-* Headers: ``Content-Type: application/json``, ``Idempotency-Key`` (the event's
-  idempotency key: an ERP that honours it turns the rare double delivery after
-  a crash between its answer and our record into one effect),
+* Headers: ``Content-Type: application/json``, ``Idempotency-Key`` (the change
+  key, ``Application.change_key``: the document and the content this call
+  applies; an ERP that honours it turns the rare double delivery after a crash
+  between its answer and our record into one effect, while two different
+  changes at one order version keep two keys),
   ``X-Orderbridge-Event-Id`` and whatever ``headers`` the route configures
   (``${ENV}`` expansion keeps tokens out of the file).
 * Answers: 2xx applied; 408, 429, 5xx, timeouts and connection errors are
@@ -45,7 +47,7 @@ class HttpAdapter:
         headers = {
             **self.headers,
             "Content-Type": "application/json",
-            "Idempotency-Key": item.event.idempotency_key,
+            "Idempotency-Key": item.change_key,
             "X-Orderbridge-Event-Id": item.event.event_id,
         }
         try:

@@ -1,4 +1,4 @@
-"""The file adapter's write-ahead notes: idempotency key → the file name meant for it.
+"""The file adapter's write-ahead notes: change key → the file name meant for it.
 
 One SQLite file (WAL, ``synchronous=FULL``) in the inbox's hidden
 ``.orderbridge-intents/`` folder. A round notes all its events in one

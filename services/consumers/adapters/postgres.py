@@ -5,34 +5,35 @@ Tables (created on first use in the ERP database named by ``url``):
 * ``erp_orders`` — one row per (source, document_id): header, statuses, version;
 * ``erp_order_lines`` — one row per (source, document_id, line_key): item,
   first delivery date and quantity, net price, statuses, the line's stamp;
-* ``erp_shipments`` — one row per (source, document_id), lines as JSONB.
+* ``erp_shipments`` — one row per (source, document_id), lines as JSONB (a
+  line that changed replaces its entry, the others stay).
 
-Rows never move backwards, even if events were applied out of order: a header
-updates only for an equal or newer version, a line only for an equal or newer
-``last_updated_at`` (defence in depth behind the route's ordering and guards).
+Only what the route's policy found news is written: the header row when the
+header applies, the line rows of the lines that apply. Rows never move
+backwards even so: a header updates only for an equal or newer version, a line
+only for an equal or newer ``last_updated_at`` (defence in depth).
 
-The idempotency ledger (processed keys, document versions, line stamps; the
-tables of ``shared.state.postgres``) lives in the same database and is written
-**in the same transaction** as the rows: a crash between the effect and the
-record cannot happen, so the effect is exactly once even across crashes. An
-ERP import job reads the staging tables.
+The route's ledger (deliveries and applied parts; the tables of
+``shared.state.postgres``) lives in the same database and is written **in the
+same transaction** as the rows, after deciding again under the document's
+lock: a crash between the effect and the record cannot happen, so the effect
+is exactly once even across crashes. An ERP import job reads the staging tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 
 from services.consumers.adapters import Application
-from services.consumers.guards import line_key
+from shared.applied import line_key
 from shared.errors import ConfigurationError, RetryableError
-from shared.schema.models import CanonicalEvent
+from shared.schema.models import CanonicalEvent, ShipmentLine
 from shared.state import postgres as ledger
-from shared.state.port import AppliedDocument, Lookup
+from shared.state.port import AppliedDocument, Lookup, Record
 
 STAGING = """
 CREATE TABLE IF NOT EXISTS erp_orders (
@@ -120,6 +121,11 @@ ON CONFLICT (source, document_id) DO UPDATE SET
     event_id = EXCLUDED.event_id
 """
 
+_SHIPMENT_LINES = """
+UPDATE erp_shipments SET lines = $3::jsonb, event_id = $4
+WHERE source = $1 AND document_id = $2
+"""
+
 
 class PostgresAdapter:
     def __init__(self, url: str, pool_size: int = 8) -> None:
@@ -156,11 +162,6 @@ class PostgresAdapter:
         async with pool.acquire() as conn:
             return await ledger.lookup_in(conn, route, lookups)
 
-    async def is_processed(self, route: str, keys: Sequence[str]) -> bool:
-        pool = await self._ready()
-        async with pool.acquire() as conn:
-            return await ledger.is_processed_in(conn, route, keys)
-
     async def applied_document(self, route: str, document: str) -> AppliedDocument | None:
         pool = await self._ready()
         async with pool.acquire() as conn:
@@ -171,20 +172,11 @@ class PostgresAdapter:
         async with pool.acquire() as conn, conn.transaction():
             await _upsert(conn, item)
 
-    async def apply_recorded(
-        self,
-        item: Application,
-        keys: Sequence[str],
-        document: str,
-        version: int | None,
-        stamps: Mapping[str, datetime],
-    ) -> bool:
+    async def apply_recorded(self, item: Application, record: Record) -> bool:
         pool = await self._ready()
         try:
             async with pool.acquire() as conn, conn.transaction():
-                if not await ledger.record_applied_in(
-                    conn, item.route, keys, document, version, stamps
-                ):
+                if not await ledger.record_applied_in(conn, item.route, record):
                     return False
                 await _upsert(conn, item)
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
@@ -200,7 +192,47 @@ async def _upsert(conn: ledger.Connection, item: Application) -> None:
     event = item.effective_event
     stamp = event.last_updated_at["utc"] if event.last_updated_at else None
     if event.shipment is not None:
-        lines = [line.model_dump(mode="json") for line in event.shipment.lines]
+        await _upsert_shipment(conn, item, stamp)
+        return
+    order = event.order
+    if order is None:
+        return
+    if item.header:
+        await conn.execute(
+            _ORDER,
+            event.source,
+            event.document_id,
+            event.document_number,
+            event.version,
+            event.process_status,
+            event.logistics_status,
+            order.buyer.account_number,
+            order.supplier.account_number,
+            stamp,
+            event.event_id,
+        )
+    rows = [_line_row(event, line_key(line, i), line) for i, line in enumerate(order.lines)]
+    if rows:
+        await conn.executemany(_LINE, rows)
+
+
+async def _upsert_shipment(conn: ledger.Connection, item: Application, stamp: Any) -> None:
+    """The header row when the header applies; the lines that apply replace their entries."""
+    event = item.effective_event
+    assert event.shipment is not None
+    current = await conn.fetchval(
+        "SELECT lines FROM erp_shipments WHERE source = $1 AND document_id = $2 FOR UPDATE",
+        event.source,
+        event.document_id,
+    )
+    merged: dict[str, Any] = {}
+    if current is not None:
+        for index, entry in enumerate(orjson.loads(current)):
+            merged[_shipment_line_key(entry, index)] = entry
+    for index, line in enumerate(event.shipment.lines):
+        merged[line_key(line, index)] = line.model_dump(mode="json")
+    lines = orjson.dumps(list(merged.values())).decode()
+    if item.header or current is None:
         await conn.execute(
             _SHIPMENT,
             event.source,
@@ -209,30 +241,17 @@ async def _upsert(conn: ledger.Connection, item: Application) -> None:
             event.version,
             event.process_status,
             event.logistics_status,
-            orjson.dumps(lines).decode(),
+            lines,
             stamp,
             event.event_id,
         )
-        return
-    order = event.order
-    if order is None:
-        return
-    await conn.execute(
-        _ORDER,
-        event.source,
-        event.document_id,
-        event.document_number,
-        event.version,
-        event.process_status,
-        event.logistics_status,
-        order.buyer.account_number,
-        order.supplier.account_number,
-        stamp,
-        event.event_id,
-    )
-    rows = [_line_row(event, line_key(line, i), line) for i, line in enumerate(order.lines)]
-    if rows:
-        await conn.executemany(_LINE, rows)
+    else:
+        await conn.execute(_SHIPMENT_LINES, event.source, event.document_id, lines, event.event_id)
+
+
+def _shipment_line_key(entry: Any, index: int) -> str:
+    """``shared.applied.line_key`` of a shipment line stored as JSON."""
+    return line_key(ShipmentLine.model_validate(entry), index)
 
 
 def _line_row(event: CanonicalEvent, key: str, line: Any) -> tuple[Any, ...]:

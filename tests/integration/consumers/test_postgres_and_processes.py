@@ -16,13 +16,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 
 from services.consumers.adapters import Application
 from services.consumers.adapters.postgres import PostgresAdapter
+from services.consumers.policy import decide
 from services.consumers.topology import shard_queue
+from shared.applied import HEADER
 from shared.broker.connection import connect, declare_topology
 from shared.broker.publisher import RabbitPublisher
 from shared.local_rabbit import LocalRabbit, installed
@@ -30,7 +33,9 @@ from shared.normalize import tradecloud
 from shared.schema.codec import encode_event
 from shared.schema.models import CanonicalEvent
 from shared.settings import BrokerSettings
+from shared.state.port import AppliedDocument, Record
 from tests.support.consumers import make_route, outcomes, running, sqlite_state
+from tests.support.documents import shipment_document, shipment_event
 from tests.support.events import order_event
 from tests.support.postgres import private_database
 from tests.support.rabbit import list_consumers
@@ -72,15 +77,25 @@ async def test_postgres_adapter_upserts_with_the_ledger_in_one_transaction(
     erp_database: str,
 ) -> None:
     adapter = PostgresAdapter(erp_database)
-    event = polled("pg-order-1", 3)
-    item = Application("r", event, encode_event(event))
-    stamps = {"pg-order-1-1": T0}
-    assert await adapter.apply_recorded(item, [event.idempotency_key], "tc:o", 3, stamps)
-    assert not await adapter.apply_recorded(item, [event.idempotency_key], "tc:o", 3, stamps)
-    older = polled("pg-order-1", 2)
-    assert await adapter.apply_recorded(
-        Application("r", older, encode_event(older)), [older.idempotency_key], "tc:o", 2, {}
-    )
+    route = make_route({"type": "postgres", "url": erp_database})
+
+    def application(
+        event: CanonicalEvent, applied: AppliedDocument | None
+    ) -> tuple[Application, Record]:
+        decision = decide(event, route, delivered=False, applied=applied)
+        assert decision.record is not None
+        return (
+            Application("r", event, encode_event(event), header=decision.header),
+            decision.record,
+        )
+
+    v3 = polled("pg-order-1", 3)
+    assert await adapter.apply_recorded(*application(v3, None))
+    assert not await adapter.apply_recorded(*application(v3, None)), "decided again: nothing new"
+    # A v2 decided on an empty ledger (a stale snapshot) is refused under the lock.
+    assert not await adapter.apply_recorded(*application(polled("pg-order-1", 2), None))
+    known = await adapter.applied_document("r", "tradecloud:order:pg-order-1")
+    assert known is not None and set(known.parts) == {HEADER, "pg-order-1-1", "pg-order-1-2"}
     await adapter.close()
     conn = await asyncpg.connect(erp_database)
     try:
@@ -97,7 +112,35 @@ async def test_postgres_adapter_upserts_with_the_ledger_in_one_transaction(
         assert [(r["quantity"], r["version"]) for r in lines] == [(3, 3), (3, 3)], (
             "an older version never overwrites newer rows"
         )
-        assert await conn.fetchval("SELECT count(*) FROM orderbridge_processed") == 2
+        assert await conn.fetchval("SELECT count(*) FROM orderbridge_applied_parts") == 3
+    finally:
+        await conn.close()
+
+
+async def test_postgres_adapter_keeps_shipment_lines_that_did_not_change(
+    erp_database: str,
+) -> None:
+    """A buyer's approval re-stamps no line: the header row moves, the lines stay."""
+    adapter = PostgresAdapter(erp_database)
+    route = make_route({"type": "postgres", "url": erp_database})
+    issued = shipment_event(shipment_document("sh-1", minute=1, line_minutes=(1, 1)))
+    approved = shipment_event(
+        shipment_document("sh-1", minute=2, line_minutes=(1, 1), status="Approved")
+    )
+    applied: AppliedDocument | None = None
+    for event in (issued, approved):
+        decision = decide(event, route, delivered=False, applied=applied)
+        assert decision.record is not None
+        lines = None if len(decision.lines) == 2 else decision.lines
+        item = Application("r", event, encode_event(event), decision.header, lines)
+        assert await adapter.apply_recorded(item, decision.record)
+        applied = await adapter.applied_document("r", decision.record.document)
+    await adapter.close()
+    conn = await asyncpg.connect(erp_database)
+    try:
+        row = await conn.fetchrow("SELECT process_status, lines FROM erp_shipments")
+        assert row is not None and row["process_status"] == "Approved"
+        assert len(orjson.loads(row["lines"])) == 2, "unchanged lines are kept"
     finally:
         await conn.close()
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import aio_pika
@@ -21,6 +22,7 @@ from shared.normalize import tradecloud
 from shared.schema.codec import decode_event
 from shared.settings import BrokerSettings
 from tests.support.consumers import make_route, outcomes, running, sqlite_state
+from tests.support.documents import Line, OrderState
 from tests.support.events import order_event
 from tests.support.files import fixture
 
@@ -70,67 +72,45 @@ async def test_the_same_order_version_three_ways_is_applied_once(
         assert [letter.reason for letter in letters] == ["invalid"]
 
 
-async def test_older_versions_are_stale_but_newer_lines_of_an_older_delta_apply(
+async def test_older_state_never_rolls_back_and_a_late_whole_order_brings_its_other_lines(
     connection: AbstractRobustConnection,
     broker_settings: BrokerSettings,
     publisher: RabbitPublisher,
     tmp_path: Path,
 ) -> None:
-    document_id = f"o-{datetime.now(UTC).timestamp()}"
-
-    def polled(version: int, stamp: str) -> object:
-        order = {
-            "id": document_id,
-            "version": version,
-            "status": {"processStatus": "Confirmed"},
-            "lines": [
-                {
-                    "id": line,
-                    "buyerLine": {"position": line},
-                    "status": {"processStatus": "Confirmed"},
-                    "lastUpdatedAt": stamp,
-                }
-                for line in ("l1", "l2")
-            ],
-            "lastUpdatedAt": stamp,
-        }
-        return tradecloud.normalize_polled_order(order, received_at=NOW)
-
-    v6 = polled(6, "2026-02-10T10:00:00.000Z")
-    v5 = polled(5, "2026-02-10T09:00:00.000Z")
-    delta = tradecloud.normalize_order_webhook(
-        {
-            "eventName": "OrderLinesUpdatedBySupplier",
-            "orderEvent": {
-                "orderId": document_id,
-                "version": 5,
-                "status": {"processStatus": "Confirmed"},
-                "lines": [
-                    {
-                        "id": "l2",
-                        "buyerLine": {"position": "l2"},
-                        "status": {"processStatus": "Confirmed"},
-                        "lastUpdatedAt": "2026-02-10T11:00:00.000Z",
-                    }
-                ],
-                "lastUpdatedAt": "2026-02-10T11:00:00.000Z",
-            },
-            "meta": {"messageId": "late-delta"},
-        },
-        received_at=NOW,
+    order_id = f"o-{datetime.now(UTC).timestamp()}"
+    v5 = OrderState(order_id, 5, minute=1, lines={"l1": Line(1), "l2": Line(1)})
+    v6 = v5.evolve(version=6, minute=2, lines={"l1": Line(2, Decimal(6)), "l2": Line(1)})
+    v7 = v6.evolve(
+        version=7, minute=3, lines={"l1": Line(2, Decimal(6)), "l2": Line(3, Decimal(7))}
     )
     route = make_route({"type": "file", "path": str(tmp_path / "inbox")})
     async with (
         sqlite_state(tmp_path) as state,
         running(route, connection, broker_settings, state) as (runner, metrics),
     ):
-        for event in (v6, v5, delta):
-            await publisher.publish(event)  # type: ignore[arg-type]
+        # v7's webhook overtakes v6: then the v6 poll, then v5 polled once more.
+        for event in (
+            v5.polled(),
+            v7.webhook("OrderLinesUpdatedBySupplier", lines=("l2",)),
+            v6.polled(),
+            v5.polled(),
+        ):
+            await publisher.publish(event)
             await runner.drain(quiet_for=0.3)
         files = inbox(tmp_path / "inbox")
-        assert [f["version"] for f in files] == [6, 5]
-        assert [line["line_id"] for line in files[1]["order"]["lines"]] == ["l2"]
-        assert outcomes(metrics, route.name) == {"applied": 2, "stale": 1}
+        assert [f["version"] for f in files] == [5, 7, 6]
+        assert [[line["line_id"] for line in f["order"]["lines"]] for f in files] == [
+            ["l1", "l2"],
+            ["l2"],
+            ["l1"],
+        ]
+        assert [f["applied"] for f in files] == [
+            None,  # null: the event applies as published
+            None,
+            {"header": False, "lines": ["l1"]},
+        ], "the v6 header is older than v7's: only its news, line l1, applies"
+        assert outcomes(metrics, route.name) == {"applied": 3, "stale": 1}
 
 
 class ErpStub:
@@ -149,8 +129,8 @@ class ErpStub:
         event = decode_event(await request.read())
         if event.document_id in self.poison:
             return web.Response(status=422, text="unknown article number")
-        key = request.headers["Idempotency-Key"]
-        self.accepted[key] = self.accepted.get(key, 0) + 1
+        assert request.headers["Idempotency-Key"], "the change key, for the ERP to dedupe on"
+        self.accepted[event.idempotency_key] = self.accepted.get(event.idempotency_key, 0) + 1
         return web.Response(status=201)
 
 

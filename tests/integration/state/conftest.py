@@ -35,9 +35,8 @@ TABLES = (
     "orderbridge_cursors",
     "orderbridge_tokens",
     "orderbridge_leases",
-    "orderbridge_processed",
-    "orderbridge_documents",
-    "orderbridge_document_lines",
+    "orderbridge_deliveries",
+    "orderbridge_applied_parts",
 )
 
 

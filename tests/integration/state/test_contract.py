@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.state.port import AppliedDocument, StateStore, Tokens
+from shared.applied import HEADER, PartState
+from shared.state.port import AppliedDocument, Lookup, Record, StateStore, Tokens
 from tests.integration.state.conftest import Backend
 
 pytestmark = pytest.mark.integration
@@ -121,125 +122,128 @@ async def test_racing_for_a_free_lease_has_one_winner(backend: Backend) -> None:
     assert await stores[0].lease_holder("orders") in winners
 
 
-# -- processed keys and document versions -----------------------------------------------------
+# -- deliveries and applied parts -------------------------------------------------------------
 
 
-async def test_processed_keys_are_per_route_and_any_key_matches(store: StateStore) -> None:
-    assert not await store.is_processed(ROUTE, ["tc:order:o1:v6", "msg-1"])
-    assert await store.record_applied(ROUTE, ["tc:order:o1:v6", "msg-1"], DOC, 6, {})
-    assert await store.is_processed(ROUTE, ["msg-1"])
-    assert await store.is_processed(ROUTE, ["other", "tc:order:o1:v6"])
-    assert not await store.is_processed(ROUTE, ["other"])
-    assert not await store.is_processed(ROUTE, [])
-    assert not await store.is_processed("erp-shipped", ["msg-1"]), "another route applies it anew"
-    assert await store.record_applied("erp-shipped", ["msg-1"], DOC, 6, {})
+def parts(version: int | None, stamp: datetime | None, **digests: str) -> dict[str, PartState]:
+    """Header and lines at one version and stamp; ``h`` is the header's digest."""
+    return {
+        (HEADER if name == "h" else name): PartState(version, stamp, digest)
+        for name, digest in digests.items()
+    }
 
 
-async def test_record_applied_is_all_or_nothing(store: StateStore) -> None:
-    assert await store.record_applied(ROUTE, ["k:v6", "m6"], DOC, 6, {"1": T0})
+async def test_deliveries_are_per_route_and_a_recorded_one_is_refused(store: StateStore) -> None:
+    assert await store.lookup(ROUTE, [Lookup("msg-1", DOC)]) == [(False, None)]
+    assert await store.record_applied(ROUTE, Record("msg-1", DOC, parts(6, T0, h="h6")))
+    assert await store.lookup(ROUTE, [Lookup("msg-1", DOC)]) == [(True, None)]
+    assert await store.lookup("erp-shipped", [Lookup("msg-1", DOC)]) == [(False, None)]
+    # Another delivery with news for the same document applies; the same one never again.
+    assert not await store.record_applied(ROUTE, Record("msg-1", DOC, parts(7, T0, h="h7")))
+    assert await store.record_applied(ROUTE, Record("msg-2", DOC, parts(7, T0, h="h7")))
+    assert await store.record_applied("erp-shipped", Record("msg-1", DOC, parts(6, T0, h="h6")))
+
+
+async def test_nothing_new_is_refused_whole(store: StateStore) -> None:
+    assert await store.record_applied(ROUTE, Record(None, DOC, parts(6, T0, h="h6", a="a6")))
     later = T0 + timedelta(seconds=1)
-    # A webhook and a poll of the same version: one key new, one already recorded.
-    assert not await store.record_applied(ROUTE, ["k:v6", "m7"], DOC, 9, {"1": later, "2": T0})
-    assert not await store.is_processed(ROUTE, ["m7"]), "no key of a refused event is kept"
-    assert await store.applied_document(ROUTE, DOC) == AppliedDocument(6, {"1": T0})
-    assert not await store.record_applied(ROUTE, ["k:v6"], DOC, 6, {}), "a plain duplicate"
+    refused = Record("m7", DOC, parts(6, T0, h="h6", a="a6"))  # the same state, by webhook
+    assert not await store.record_applied(ROUTE, refused)
+    assert await store.lookup(ROUTE, [Lookup("m7", DOC)]) == [
+        (False, AppliedDocument(parts(6, T0, h="h6", a="a6")))
+    ], "a refused event leaves no delivery behind"
+    older = Record(None, DOC, parts(5, later, h="h5", a="a5"))
+    assert not await store.record_applied(ROUTE, older), "older than what was applied"
 
 
-async def test_versions_only_rise(store: StateStore) -> None:
-    assert await store.applied_document(ROUTE, DOC) is None
-    assert await store.record_applied(ROUTE, ["a"], DOC, None, {})
-    assert await store.applied_document(ROUTE, DOC) == AppliedDocument(None, {})
-    assert await store.record_applied(ROUTE, ["b"], DOC, 6, {})
-    assert await store.record_applied(ROUTE, ["c"], DOC, 5, {})
-    assert await store.record_applied(ROUTE, ["d"], DOC, None, {})
+async def test_parts_never_move_back_and_come_back_in_utc(store: StateStore) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    v6 = parts(6, T0, h="h6", a="a6", b="b6")
+    assert await store.record_applied(ROUTE, Record(None, DOC, v6))
+    # v5 arrives late: its header and line a are older; line c is news to the ERP.
+    v5 = parts(5, (T0 - timedelta(hours=1)).astimezone(plus2), h="h5", a="a5", c="c5")
+    assert await store.record_applied(ROUTE, Record(None, DOC, v5))
     applied = await store.applied_document(ROUTE, DOC)
-    assert applied is not None and applied.version == 6
-    assert await store.record_applied(ROUTE, ["e"], DOC, 2**40, {}), "versions are 64-bit"
+    assert applied is not None
+    assert applied.parts == {**v6, "c": PartState(5, T0 - timedelta(hours=1), "c5")}
+    assert all(
+        state.stamp is not None and state.stamp.utcoffset() == timedelta(0)
+        for state in applied.parts.values()
+    )
+    # A newer version carrying line b unchanged moves its mark on (known, newer).
+    assert await store.record_applied(ROUTE, Record(None, DOC, parts(9, T0, h="h9", b="b6")))
     applied = await store.applied_document(ROUTE, DOC)
-    assert applied is not None and applied.version == 2**40
+    assert applied is not None and applied.parts["b"] == PartState(9, T0, "b6")
     assert await store.applied_document("erp-shipped", DOC) is None, "per route"
     assert await store.applied_document(ROUTE, DOC + "-other") is None, "per document"
 
 
-async def test_line_stamps_only_move_forward_and_come_back_in_utc(store: StateStore) -> None:
-    plus2 = timezone(timedelta(hours=2))
-    assert await store.record_applied(
-        ROUTE, ["v6"], DOC, 6, {"10": T0, "20": T0 + timedelta(microseconds=1)}
-    )
-    # v5 arrives late but carries a newer stamp for line 30 and an older one for line 10.
-    assert await store.record_applied(
-        ROUTE,
-        ["v5"],
-        DOC,
-        5,
-        {"10": T0 - timedelta(hours=1), "30": (T0 + timedelta(minutes=5)).astimezone(plus2)},
-    )
-    applied = await store.applied_document(ROUTE, DOC)
-    assert applied == AppliedDocument(
-        6,
-        {
-            "10": T0,
-            "20": T0 + timedelta(microseconds=1),
-            "30": T0 + timedelta(minutes=5),
-        },
-    )
-    assert all(stamp.utcoffset() == timedelta(0) for stamp in applied.lines.values())
+async def test_versions_are_64_bit_and_stamps_and_digests_optional(store: StateStore) -> None:
+    big = {HEADER: PartState(2**40, None, "x"), "a": PartState(None, None, None)}
+    assert await store.record_applied(ROUTE, Record(None, DOC, big))
+    assert await store.applied_document(ROUTE, DOC) == AppliedDocument(big)
 
 
 async def test_bad_input_is_refused_before_anything_is_written(store: StateStore) -> None:
-    with pytest.raises(ValueError, match="keys"):
-        await store.record_applied(ROUTE, [], DOC, 1, {})
-    with pytest.raises(ValueError, match="keys"):
-        await store.record_applied(ROUTE, "k:v1", DOC, 1, {})
+    with pytest.raises(ValueError, match="part"):
+        await store.record_applied(ROUTE, Record("m", DOC, {}))
     with pytest.raises(ValueError, match="timezone"):
-        await store.record_applied(ROUTE, ["k:v1"], DOC, 1, {"1": datetime(2025, 1, 1)})
-    assert not await store.is_processed(ROUTE, ["k:v1"])
-    assert await store.applied_document(ROUTE, DOC) is None
+        await store.record_applied(
+            ROUTE, Record("m", DOC, {"1": PartState(1, datetime(2025, 1, 1), "d")})
+        )
+    assert await store.lookup(ROUTE, [Lookup("m", DOC)]) == [(False, None)]
 
 
-async def test_concurrent_duplicates_have_exactly_one_winner(backend: Backend) -> None:
-    """Four handles (separate connections for SQLite and PostgreSQL) race on 25 events,
-    each delivered four times, half of them with their keys in the opposite order."""
+async def test_concurrent_copies_of_one_change_have_exactly_one_winner(backend: Backend) -> None:
+    """Four handles (separate connections for SQLite and PostgreSQL) race on 25 changes of
+    one document, each arriving four times (twice as a webhook delivery, twice as a poll)."""
     stores = [await backend.open() for _ in range(4)]
     attempts = []
-    for copy, event in itertools.product(range(4), range(25)):
-        keys = [f"tc:order:o{event}:v{event}", f"msg-{event}"]
-        if copy % 2:
-            keys.reverse()
-        attempts.append((event, stores[copy].record_applied(ROUTE, keys, DOC, event, {"1": T0})))
+    for copy, change in itertools.product(range(4), range(25)):
+        delivery = f"msg-{change}" if copy % 2 else None
+        record = Record(delivery, DOC, parts(change, T0, h=f"h{change}"))
+        attempts.append((change, stores[copy].record_applied(ROUTE, record)))
     results = await asyncio.gather(*(attempt for _, attempt in attempts))
-    wins = [event for (event, _), won in zip(attempts, results, strict=True) if won]
-    assert sorted(wins) == list(range(25)), "every event applied exactly once"
+    wins = [change for (change, _), won in zip(attempts, results, strict=True) if won]
+    assert len(wins) == len(set(wins)), "no change recorded twice"
     applied = await stores[0].applied_document(ROUTE, DOC)
-    assert applied == AppliedDocument(24, {"1": T0})
+    assert applied == AppliedDocument(parts(24, T0, h="h24")), "the newest state won"
 
 
-async def test_a_burst_on_one_handle_applies_each_event_once(store: StateStore) -> None:
+async def test_a_burst_on_one_handle_records_each_change_once(store: StateStore) -> None:
     """Calls issued together on one handle (SQLite commits them as one group, each in its
-    own savepoint): duplicates inside the burst are refused whole, the rest applies."""
-    webhook = (["tc:o1:v5", "msg-a"], 5, {"1": T0})
-    poll = (["tc:o1:v5", "msg-b"], 5, {"1": T0})  # same state via another channel
-    stale = (["tc:o1:v3"], 3, {"1": T0 - timedelta(hours=1), "2": T0})  # old, line 2 new
-    newer: tuple[list[str], int, dict[str, datetime]] = (["tc:o1:v7"], 7, {})
-    burst = [webhook, poll, stale, stale, newer, webhook]
-    results = await asyncio.gather(
-        *(store.record_applied(ROUTE, keys, DOC, v, lines) for keys, v, lines in burst)
+    own savepoint): copies inside the burst are refused whole, the rest applies."""
+    webhook = Record("msg-a", DOC, parts(5, T0, h="h5", a="a5"))
+    poll = Record(None, DOC, parts(5, T0, h="h5", a="a5"))  # the same state, polled
+    late = Record(None, DOC, parts(3, T0 - timedelta(hours=1), h="h3", b="b3"))  # b is news
+    newer = Record(None, DOC, parts(7, T0, h="h7"))
+    burst = [webhook, poll, late, late, newer, webhook]
+    results = await asyncio.gather(*(store.record_applied(ROUTE, r) for r in burst))
+    assert results == [True, False, True, False, True, False]
+    applied = await store.applied_document(ROUTE, DOC)
+    assert applied is not None
+    assert applied.parts == {
+        **parts(7, T0, h="h7"),
+        "a": PartState(5, T0, "a5"),
+        "b": PartState(3, T0 - timedelta(hours=1), "b3"),
+    }
+
+
+async def test_a_round_is_looked_up_at_once(store: StateStore) -> None:
+    assert await store.record_applied(ROUTE, Record("m1", DOC, parts(1, T0, h="h1")))
+    answers = await store.lookup(
+        ROUTE, [Lookup("m1", DOC), Lookup(None, DOC), Lookup("m2", "other"), Lookup(None, DOC)]
     )
-    assert sum(results[i] for i in (0, 1, 5)) == 1, "one of the v5 deliveries"
-    assert results[2] != results[3], "one of the two identical stale deliveries"
-    assert results[4]
-    assert await store.is_processed(ROUTE, ["msg-a"]) != await store.is_processed(
-        ROUTE, ["msg-b"]
-    ), "the refused delivery left no key behind"
-    assert await store.applied_document(ROUTE, DOC) == AppliedDocument(7, {"1": T0, "2": T0})
+    known = AppliedDocument(parts(1, T0, h="h1"))
+    assert answers == [(True, None), (False, known), (False, None), (False, known)]
 
 
 async def test_many_lines_in_one_event(store: StateStore) -> None:
-    """An order has up to 500 lines (api-facts §2.6); all stamps land in one transaction."""
-    lines = {str(n): T0 + timedelta(milliseconds=n) for n in range(500)}
-    assert await store.record_applied(ROUTE, ["big:v1"], DOC, 1, lines)
+    """An order has up to 500 lines (api-facts §2.6); all parts land in one transaction."""
+    lines = {str(n): PartState(1, T0 + timedelta(milliseconds=n), f"d{n}") for n in range(500)}
+    assert await store.record_applied(ROUTE, Record(None, DOC, lines))
     applied = await store.applied_document(ROUTE, DOC)
-    assert applied is not None and applied.lines == lines
+    assert applied is not None and applied.parts == lines
 
 
 async def test_a_healthy_store_is_ready(store: StateStore) -> None:

@@ -11,15 +11,19 @@ import stat
 import time
 import uuid
 
+import asyncpg
 import pytest
 
+from shared.applied import HEADER, PartState
 from shared.errors import ConfigurationError
 from shared.state import open_state_store
+from shared.state import postgres as postgres_store
+from shared.state import sqlite as sqlite_store
 from shared.state.lease import LeaseKeeper
-from shared.state.port import AppliedDocument, Tokens
+from shared.state.port import AppliedDocument, Lookup, Record, Tokens
 from shared.state.sqlite import parse_sqlite_url
 from tests.integration.state.conftest import Backend, Spawn, read_line
-from tests.support.state_worker import EPOCH, churn_lines
+from tests.support.state_worker import EPOCH, churn_parts
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +32,59 @@ async def test_everything_survives_closing_and_reopening(durable_backend: Backen
     store = await durable_backend.open()
     await store.set_cursor("tradecloud:orders", "2025-04-23T10:01:53.812Z")
     await store.save_tokens("apicbase", Tokens("access", "rotated-refresh", EPOCH))
-    assert await store.record_applied("r", ["k:v3"], "doc", 3, {"1": EPOCH})
+    parts = {HEADER: PartState(3, EPOCH, "h3"), "1": PartState(3, EPOCH, "a3")}
+    assert await store.record_applied("r", Record("m3", "doc", parts))
     await durable_backend.close()
 
     reopened = await durable_backend.open()
     assert await reopened.get_cursor("tradecloud:orders") == "2025-04-23T10:01:53.812Z"
     assert await reopened.load_tokens("apicbase") == Tokens("access", "rotated-refresh", EPOCH)
-    assert await reopened.is_processed("r", ["k:v3"])
-    assert await reopened.applied_document("r", "doc") == AppliedDocument(3, {"1": EPOCH})
-    assert await durable_backend.ledger() == [1], "reopening migrates nothing twice"
+    assert await reopened.lookup("r", [Lookup("m3", "doc")]) == [(True, None)]
+    assert await reopened.applied_document("r", "doc") == AppliedDocument(parts)
+    assert await durable_backend.ledger() == [1, 2], "reopening migrates nothing twice"
+
+
+async def test_what_release_1_recorded_carries_over(fresh_url: str) -> None:
+    """A store written by release 1 (keys, whole-document versions, line stamps) opens
+    migrated: the version and the document stamp become the header's, line stamps the
+    lines' (content unknown), and the old tables are gone."""
+    sqlite = fresh_url.startswith("sqlite")
+    migrations = (sqlite_store if sqlite else postgres_store).MIGRATIONS[:1]
+    micros = 1_767_225_600_000_000  # EPOCH in microseconds
+    legacy = [
+        *migrations[0].statements,
+        "INSERT INTO orderbridge_processed (route, key) VALUES ('r', 'tc:order:o1:v3')",
+        "INSERT INTO orderbridge_documents (route, document, version) VALUES ('r', 'doc', 3)",
+        "INSERT INTO orderbridge_document_lines (route, document, line, stamp) VALUES "
+        + (
+            f"('r', 'doc', '__document__', {micros}), ('r', 'doc', 'l1', {micros})"
+            if sqlite
+            else "('r', 'doc', '__document__', '2026-01-01T00:00:00Z'),"
+            " ('r', 'doc', 'l1', '2026-01-01T00:00:00Z')"
+        ),
+    ]
+    ledger = (
+        "CREATE TABLE orderbridge_schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT 'then')"
+    )
+    backend = Backend("sqlite" if sqlite else "postgres", fresh_url)
+    if sqlite:
+        parse_sqlite_url(fresh_url).path.parent.mkdir(parents=True, exist_ok=True)
+    for statement in [ledger, *legacy]:
+        await backend.execute(statement)
+    await backend.execute(
+        "INSERT INTO orderbridge_schema_migrations (version, name) VALUES (1, 'release 1')"
+    )
+    store = await open_state_store(fresh_url)
+    try:
+        assert await store.applied_document("r", "doc") == AppliedDocument(
+            {HEADER: PartState(3, EPOCH, None), "l1": PartState(None, EPOCH, None)}
+        )
+        assert await backend.ledger() == [1, 2]
+        with pytest.raises((sqlite3.Error, asyncpg.PostgresError)):
+            await backend.execute("SELECT 1 FROM orderbridge_processed")
+    finally:
+        await store.close()
 
 
 async def test_concurrent_first_opens_migrate_once(fresh_url: str, spawn_worker: Spawn) -> None:
@@ -57,7 +105,7 @@ async def test_concurrent_first_opens_migrate_once(fresh_url: str, spawn_worker:
         for store in stores:
             await store.close()
     backend = Backend("sqlite" if fresh_url.startswith("sqlite") else "postgres", fresh_url)
-    assert await backend.ledger() == [1]
+    assert await backend.ledger() == [1, 2]
 
 
 async def test_a_newer_schema_is_refused(durable_backend: Backend) -> None:
@@ -96,7 +144,8 @@ async def test_processes_racing_on_duplicates_apply_each_event_once(
         assert await worker.wait() == 0
     assert sorted(won) == list(range(events)), "each event won by exactly one process"
     store = await durable_backend.open()
-    assert all([await store.is_processed(route, [f"message-{i}"]) for i in range(events)])
+    answers = await store.lookup(route, [Lookup(None, f"doc-{i}") for i in range(events)])
+    assert all(applied is not None for _, applied in answers)
 
 
 async def test_a_process_killed_mid_run_leaves_a_consistent_store(
@@ -113,18 +162,17 @@ async def test_a_process_killed_mid_run_leaves_a_consistent_store(
 
     store = await durable_backend.open()  # reopens and recovers (SQLite: the WAL)
     applied = await store.applied_document(route, "doc")
-    assert applied is not None and applied.version is not None
-    last = applied.version
-    assert last >= 40
-    for i in (1, last // 2, last):
-        assert await store.is_processed(route, [f"k{i}"])
-        assert await store.is_processed(route, [f"m{i}"])
-    assert not await store.is_processed(route, [f"k{last + 1}"])
-    assert not await store.is_processed(route, [f"m{last + 1}"]), "no half-recorded round"
-    expected_lines = {}
+    assert applied is not None
+    last = applied.parts[HEADER].version
+    assert last is not None and last >= 40
+    delivered = await store.lookup(route, [Lookup(f"m{i}", "x") for i in (1, last // 2, last)])
+    assert all(found for found, _ in delivered)
+    (after_last,) = await store.lookup(route, [Lookup(f"m{last + 1}", "x")])
+    assert not after_last[0], "no half-recorded round"
+    expected = {}
     for i in range(max(1, last - 2), last + 1):
-        expected_lines.update(churn_lines(i))
-    assert applied.lines == expected_lines
+        expected.update(churn_parts(i))
+    assert applied.parts == expected
     cursor = await store.get_cursor(route)
     assert cursor in (f"{last:08d}", f"{last - 1:08d}"), "cursor committed after its round"
     tokens = await store.load_tokens(route)

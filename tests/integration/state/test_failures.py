@@ -14,14 +14,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from shared.applied import HEADER, PartState
 from shared.errors import StateUnavailable
 from shared.state import open_state_store
+from shared.state.port import Lookup, Record
 from shared.state.sqlite import SqliteStateStore
 from tests.integration.state.conftest import Backend
 from tests.support.postgres import private_database
 from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
+
+RECORD = Record("m", "doc", {HEADER: PartState(1, None, "d")})
+
+
+def record(i: int) -> Record:
+    return Record(f"m{i}", f"doc{i}", {HEADER: PartState(i, None, f"d{i}")})
 
 
 async def test_a_file_locked_past_the_busy_timeout_is_retryable(tmp_path: Path) -> None:
@@ -31,13 +39,13 @@ async def test_a_file_locked_past_the_busy_timeout_is_retryable(tmp_path: Path) 
     try:
         other.execute("BEGIN IMMEDIATE")
         with pytest.raises(StateUnavailable, match="locked"):
-            await store.record_applied("r", ["k"], "doc", 1, {})
+            await store.record_applied("r", RECORD)
         with pytest.raises(StateUnavailable):
             await store.set_cursor("s", "x")
         assert store.not_ready_reason() is not None
         assert await store.get_cursor("s") is None, "readers are not blocked in WAL mode"
         other.execute("ROLLBACK")
-        assert await store.record_applied("r", ["k"], "doc", 1, {})
+        assert await store.record_applied("r", RECORD)
         assert store.not_ready_reason() is None
     finally:
         other.close()
@@ -54,14 +62,14 @@ async def test_a_cut_postgres_connection_is_retryable_and_heals() -> None:
             await store.set_cursor("s", "before")
             await proxy.cut()
             with pytest.raises(StateUnavailable):
-                await store.record_applied("r", ["k"], "doc", 1, {})
+                await store.record_applied("r", RECORD)
             with pytest.raises(StateUnavailable):
                 await store.get_cursor("s")
             reason = store.not_ready_reason()
             assert reason is not None and "PostgreSQL" in reason
             await proxy.restore()
             assert await store.get_cursor("s") == "before", "the pool reconnects"
-            assert await store.record_applied("r", ["k"], "doc", 1, {}), "nothing was half-done"
+            assert await store.record_applied("r", RECORD), "nothing was half-done"
             assert store.not_ready_reason() is None
         finally:
             await store.close()
@@ -90,16 +98,14 @@ async def test_cancelled_callers_leave_whole_records_and_a_usable_store(
     durable_backend: Backend,
 ) -> None:
     store = await durable_backend.open()
-    tasks = [
-        asyncio.create_task(store.record_applied("r", [f"k{i}", f"m{i}"], f"doc{i}", i, {}))
-        for i in range(40)
-    ]
+    tasks = [asyncio.create_task(store.record_applied("r", record(i))) for i in range(40)]
     await asyncio.sleep(0.005)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for i in range(40):
-        k, m = await store.is_processed("r", [f"k{i}"]), await store.is_processed("r", [f"m{i}"])
-        assert k == m, f"event {i} half recorded"
-        assert (await store.applied_document("r", f"doc{i}") is not None) == k
-        assert await store.record_applied("r", [f"k{i}", f"m{i}"], f"doc{i}", i, {}) != k
+        ((delivered, _),) = await store.lookup("r", [Lookup(f"m{i}", "x")])
+        assert delivered == (await store.applied_document("r", f"doc{i}") is not None), (
+            f"event {i} half recorded"
+        )
+        assert await store.record_applied("r", record(i)) != delivered

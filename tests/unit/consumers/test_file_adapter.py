@@ -12,13 +12,19 @@ import pytest
 from services.consumers.adapters import Application
 from services.consumers.adapters import file as file_adapter
 from services.consumers.adapters.file import INTENTS, FileAdapter
+from services.consumers.policy import decide
 from shared.schema.codec import decode_event, encode_event
+from tests.support.consumers import make_route
 from tests.support.events import order_event
+
+ROUTE = make_route({"type": "file", "path": "unused"})
 
 
 def application(document_id: str = "order-1", version: int = 3) -> Application:
+    """A fresh event (own messageId) applied whole, with the change key the route gives it."""
     event = order_event(document_id=document_id, version=version)
-    return Application("route", event, encode_event(event))
+    change = decide(event, ROUTE, delivered=False, applied=None).change
+    return Application("route", event, encode_event(event), change=change)
 
 
 def effects(folder: Path, pattern: str = "*.json") -> list[Path]:
@@ -45,8 +51,8 @@ async def test_another_delivery_of_the_same_effect_writes_nothing_more(
 ) -> None:
     adapter = FileAdapter(str(tmp_path), group_sync=group_sync)
     webhook = application()
-    polled = application()  # same document and version: same idempotency key, other event id
-    assert webhook.event.idempotency_key == polled.event.idempotency_key
+    polled = application()  # the same change in another event (another messageId)
+    assert webhook.change_key == polled.change_key
     assert webhook.event.event_id != polled.event.event_id
     assert await adapter.apply_many([webhook]) == [None]
     assert await adapter.apply_many([polled]) == [None]
@@ -108,7 +114,7 @@ async def test_old_notes_are_pruned_at_start(tmp_path: Path) -> None:
 
 async def test_note_files_of_earlier_releases_are_taken_over(tmp_path: Path) -> None:
     item = application()
-    digest = hashlib.sha256(item.event.idempotency_key.encode()).hexdigest()[:40]
+    digest = hashlib.sha256(item.change_key.encode()).hexdigest()[:40]
     (tmp_path / INTENTS).mkdir()
     noted = "20260101T000000000000Z--tradecloud--order--PO-1--v3--earlier.json"
     (tmp_path / INTENTS / digest).write_text(noted + "\n")

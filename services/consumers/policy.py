@@ -1,0 +1,303 @@
+"""What a route does with each message, decided in pure code (tested by tables).
+
+Two questions, answered without any I/O:
+
+1. **What does this event change in the ERP?** (``decide``) In order:
+   *filtered* (the route's kinds, event names, line statuses), *duplicate* (a
+   webhook delivery already applied: its retry), then part by part
+   (``shared.applied``): the header applies when it is news, each line when
+   it is news and, on a route that skips echoes, not an echo of our own open
+   request. Nothing news left → *stale* (some part older than applied), *echo*
+   (only echo lines carried news) or *duplicate* (the ERP has it all: a
+   redelivery, webhook + poll overlap, a replay, a resend). Otherwise *apply*,
+   with the header flag, the lines to hand to the adapter and what to record
+   once the adapter succeeded.
+2. **What becomes of the message after a failure?** (``after_failure``) A
+   permanent error dead-letters at once; a retryable one (or anything
+   unexpected) goes to the next delay queue with the attempt counter + 1, and
+   after the last delay to the dead-letter queue (``retries_exhausted``); an
+   undecodable body is dead-lettered as ``invalid``.
+
+The runner executes these decisions against the broker (``runner.RouteBroker``);
+``dlq`` reads the headers they leave behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from services.consumers.config import Route
+from services.consumers.topology import retry_queue
+from shared.applied import (
+    HEADER,
+    PartState,
+    change_key,
+    delivery_key,
+    document_key,
+    event_lines,
+    parts_of,
+    verdict,
+    worth_recording,
+)
+from shared.errors import PermanentError
+from shared.schema.models import CanonicalEvent, OrderLine
+from shared.state.port import AppliedDocument, Lookup, Record
+
+Outcome = Literal["apply", "filtered", "duplicate", "echo", "stale"]
+
+ATTEMPT: Final = "x-orderbridge-attempt"
+REASON: Final = "x-orderbridge-reason"
+ERROR: Final = "x-orderbridge-error"
+ATTEMPTS: Final = "x-orderbridge-attempts"
+ROUTING_KEY: Final = "x-orderbridge-routing-key"
+ROUTE: Final = "x-orderbridge-route"
+DEAD_AT: Final = "x-orderbridge-dead-lettered-at"
+REPLAYED: Final = "x-orderbridge-replayed"
+FAILURE_HEADERS: Final = (
+    ATTEMPT,
+    REASON,
+    ERROR,
+    ATTEMPTS,
+    ROUTE,
+    DEAD_AT,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+)
+"""Headers a failure adds; a replay strips them so the event starts afresh."""
+
+
+# ------------------------------------------------------------------ what an event changes
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str = ""
+    header: bool = False
+    """Whether the ERP gets the header (it is news)."""
+    lines: tuple[str, ...] = ()
+    """Keys of the lines the ERP gets, in document order."""
+    record: Record | None = None
+    """What to record once the adapter succeeded (only when applying)."""
+    change: str = ""
+    """The application's identity (``shared.applied.change_key``): adapters dedupe on it."""
+
+    @property
+    def applies(self) -> bool:
+        return self.outcome == "apply"
+
+
+def lookup_for(event: CanonicalEvent) -> Lookup:
+    """The ledger question ``decide`` needs answered for ``event``."""
+    return Lookup(delivery_key(event), document_key(event))
+
+
+def passes_filter(event: CanonicalEvent, route: Route) -> bool:
+    rules = route.filter
+    if rules.kinds and event.kind not in rules.kinds:
+        return False
+    if rules.event_names and event.event_name not in rules.event_names:
+        return False
+    if rules.line_process_statuses:
+        lines = event.order.lines if event.order is not None else []
+        changed = [line for line in lines if line.changed is not False] or lines
+        if not any(line.process_status in rules.line_process_statuses for line in changed):
+            return False
+    return True
+
+
+def decide(
+    event: CanonicalEvent, route: Route, *, delivered: bool, applied: AppliedDocument | None
+) -> Decision:
+    """What ``event`` changes in the ERP of ``route``, given what the route applied."""
+    if not passes_filter(event, route):
+        return Decision("filtered", "route filter")
+    if delivered:
+        return Decision("duplicate", "this webhook delivery was applied (a retry)")
+    known = applied.parts if applied is not None else {}
+    parts = parts_of(event)
+    echoes = _echo_lines(event) if route.skip_echo else frozenset()
+    header = verdict(parts.header, known.get(HEADER))
+    tally = {"older": 0, "known": 0, "echo": 0}
+    if header != "news":
+        tally[header] += 1
+    lines: list[str] = []
+    record: dict[str, PartState] = {}
+    if header == "news":
+        record[HEADER] = parts.header
+    for key, state in parts.lines:
+        found = verdict(state, known.get(key))
+        if found == "news" and key in echoes:
+            tally["echo"] += 1
+        elif found == "news":
+            lines.append(key)
+            record[key] = state
+        else:
+            tally[found] += 1
+            if worth_recording(state, known.get(key)):
+                record[key] = state  # known content, seen as of a newer state
+    if header != "news" and not lines:
+        return _nothing_new(tally)
+    if header != "news" and worth_recording(parts.header, known.get(HEADER)):
+        record[HEADER] = parts.header
+    document = document_key(event)
+    applying = {part: record[part] for part in (HEADER, *lines) if part in record}
+    return Decision(
+        "apply",
+        _summary(header == "news", len(lines), tally),
+        header=header == "news",
+        lines=tuple(lines),
+        record=Record(delivery_key(event), document, record),
+        change=change_key(document, applying),
+    )
+
+
+def _echo_lines(event: CanonicalEvent) -> frozenset[str]:
+    """Keys of the lines that reflect our own open request back (``OrderLine.echo``)."""
+    return frozenset(
+        key for key, line in event_lines(event) if isinstance(line, OrderLine) and line.echo
+    )
+
+
+def _nothing_new(tally: Mapping[str, int]) -> Decision:
+    reason = "nothing new: " + _tally_text(tally)
+    if tally["older"]:
+        return Decision("stale", reason)
+    if tally["echo"]:
+        return Decision("echo", reason)
+    return Decision("duplicate", reason)
+
+
+def _summary(header: bool, lines: int, tally: Mapping[str, int]) -> str:
+    applied = ("header, " if header else "") + f"{lines} line(s)"
+    skipped = _tally_text(tally)
+    return f"applies {applied}" + (f"; skips {skipped}" if skipped else "")
+
+
+def _tally_text(tally: Mapping[str, int]) -> str:
+    return ", ".join(f"{count} {what}" for what, count in tally.items() if count)
+
+
+# ------------------------------------------------------------------ what becomes of a message
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Send a copy to ``queue`` (a delay queue) with ``headers``, then ack the original."""
+
+    queue: str
+    delay: float
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Send a copy to the route's dead-letter queue with ``headers``, then ack."""
+
+    reason: str
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+Disposition = Retry | DeadLetter
+
+
+def after_failure(
+    failure: BaseException,
+    *,
+    route: Route,
+    headers: Mapping[str, Any] | None,
+    routing_key: str,
+    now: str,
+) -> Disposition:
+    """Where a message goes when applying it failed with ``failure``."""
+    attempt = attempt_of(headers)
+    error = describe(failure)
+    if isinstance(failure, PermanentError):
+        return dead_letter(
+            "permanent", error, route=route, headers=headers, routing_key=routing_key, now=now
+        )
+    delays = route.retry_delays
+    if attempt >= len(delays):
+        return dead_letter(
+            "retries_exhausted",
+            error,
+            route=route,
+            headers=headers,
+            routing_key=routing_key,
+            now=now,
+        )
+    return Retry(
+        retry_queue(route.name, delays[attempt]),
+        delays[attempt],
+        _with(headers, routing_key, {ATTEMPT: attempt + 1, ERROR: error[:1000]}),
+    )
+
+
+def dead_letter(
+    reason: str,
+    error: str,
+    *,
+    route: Route,
+    headers: Mapping[str, Any] | None,
+    routing_key: str,
+    now: str,
+) -> DeadLetter:
+    """A dead letter carrying the reason, the error, the attempts and the routing key."""
+    return DeadLetter(
+        reason,
+        _with(
+            headers,
+            routing_key,
+            {
+                REASON: reason,
+                ERROR: error[:2000],
+                ATTEMPTS: attempt_of(headers) + 1,
+                ROUTE: route.name,
+                DEAD_AT: now,
+            },
+        ),
+    )
+
+
+def replay_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A dead letter's headers for its replay: failure marks gone, marked as replayed."""
+    kept = {
+        key: value
+        for key, value in (headers or {}).items()
+        if key not in FAILURE_HEADERS and key != ROUTING_KEY
+    }
+    kept[REPLAYED] = True
+    return kept
+
+
+def _with(
+    headers: Mapping[str, Any] | None, routing_key: str, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    merged = dict(headers or {})
+    merged.setdefault(ROUTING_KEY, routing_key)
+    merged.update(extra)
+    return merged
+
+
+def attempt_of(headers: Mapping[str, Any] | None) -> int:
+    return as_int((headers or {}).get(ATTEMPT))
+
+
+def as_int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,329 @@
+"""What the ERP already has of a document, and what an event adds to it (pure).
+
+The platforms promise less than one key per change (api-facts §1, §2, §5, §7;
+STYLE §7): a change may leave the order version alone (order documents, a
+portal resend), re-stamp no line (a reassigned contact, a shipment approval),
+reach us twice by different channels (webhook and poll; an Apicbase order by
+webhook and by API with other number and time formatting), or arrive late
+(webhooks overtaking each other, retries). So whether an event is "already
+applied" is not a question about one key but about document state, asked
+**per part** of the document: its header, and each of its lines.
+
+For every part it applied, a route records a ``PartState``:
+
+* ``version`` — the document version of the event that carried the part;
+* ``stamp`` — the part's own ``lastUpdatedAt`` (the document's for the header,
+  the line's for a line) as a UTC instant; a zone-less stamp (the form of
+  Tradecloud's own examples) is read as UTC, never ignored;
+* ``digest`` — a hash of the part's normalized content: exact decimals
+  compared by value (``26.1`` equals ``26.10``), instants compared in UTC at
+  the source's precision, channel-dependent flags (``changed``, ``echo``)
+  left out. The header's digest also covers the document's version and own
+  stamp: a newer version of a document is news even when it changes only
+  fields normalization keeps in ``raw``.
+
+An incoming part is then, compared with what was recorded for it:
+
+* ``older`` — its version (or, without versions, its stamp) is behind: never
+  applied, so older state never overwrites newer;
+* ``known`` — same digest: the ERP has it (a redelivery, the poll of a state a
+  webhook brought, a replay, a resend of unchanged lines);
+* ``news`` — anything else: applied.
+
+Parts recorded by an earlier release carry no digest: they are ``known``
+unless the incoming part is strictly newer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel
+
+from shared.schema.models import CanonicalEvent, OrderLine, ShipmentLine, Timestamp
+
+HEADER: Final = "@header"
+"""The part key of a document's header (everything but its lines)."""
+
+Verdict = Literal["older", "known", "news"]
+Precision = Literal["milliseconds", "seconds"]
+
+_DIGEST_BYTES: Final = 16
+_LINE_CHANNEL_FIELDS: Final = frozenset({"changed", "echo"})
+_EVENT_HEADER_FIELDS: Final = (
+    "document_number",
+    "version",
+    "process_status",
+    "logistics_status",
+    "last_updated_at",
+)
+_SHIPMENT_RAW_HEADER: Final = ("status", "locations", "meta")
+"""Shipment header sections the canonical model does not normalize yet (ATD/ATA,
+ETA windows, ``supplierErpMeta``): hashed from the shipment object, which is the
+same in a webhook and a poll."""
+_SHIPMENT_FIELDS: Final = ("shipment", "shipmentEvent")
+
+
+@dataclass(frozen=True, slots=True)
+class PartState:
+    """One part of a document as of one event: version, own stamp, content digest."""
+
+    version: int | None
+    stamp: datetime | None
+    """UTC; None when the part carries no (parsable) stamp."""
+    digest: str | None
+    """None only for parts recorded before digests existed."""
+
+
+def document_key(event: CanonicalEvent) -> str:
+    """``<source>:<kind>:<document_id>``: whose state a route records."""
+    return f"{event.source}:{event.kind}:{event.document_id}"
+
+
+def delivery_key(event: CanonicalEvent) -> str | None:
+    """The webhook message a pushed event came in, for recognising its retries.
+
+    Only a pushed body names its message: a polled or fetched document carries
+    the ``meta`` of the *last* message about it, which says nothing about the
+    state it shows (api-facts §7.5), so it has no delivery key.
+    """
+    if event.channel != "webhook" or not event.message_id or not event.event_name:
+        return None
+    return f"{event.source}:{event.kind}:{event.message_id}"
+
+
+def line_key(line: OrderLine | ShipmentLine, index: int) -> str:
+    """A line's identity within its document: Tradecloud line id, else its position."""
+    if isinstance(line, OrderLine):
+        return line.line_id or line.position or f"#{index}"
+    return "/".join(
+        part or "-"
+        for part in (
+            line.purchase_order_number,
+            line.purchase_order_line_position,
+            line.delivery_schedule_position,
+            line.despatch_advice_line_position,
+        )
+    )
+
+
+def event_lines(event: CanonicalEvent) -> list[tuple[str, OrderLine | ShipmentLine]]:
+    """The event's lines with their keys, in document order."""
+    source: list[OrderLine | ShipmentLine] = []
+    if event.order is not None:
+        source.extend(event.order.lines)
+    elif event.shipment is not None:
+        source.extend(event.shipment.lines)
+    return [(line_key(line, i), line) for i, line in enumerate(source)]
+
+
+# ------------------------------------------------------------------ comparisons
+
+
+def instant(stamp: Timestamp | None) -> datetime | None:
+    """A stamp as a comparable UTC instant; a zone-less date-time is read as UTC.
+
+    Tradecloud's documents show ``lastUpdatedAt`` both with a zone and without one
+    (``2019-12-31T10:11:12``, the docs' own example) while its poll cursors are
+    UTC: reading the zone-less form as UTC keeps both comparable. Plain dates and
+    unparsable text give None (the comparison then falls back to versions).
+    """
+    if stamp is None:
+        return None
+    if stamp["utc"] is not None:
+        return stamp["utc"]
+    if stamp["kind"] != "local":
+        return None
+    try:
+        return datetime.fromisoformat(stamp["text"].strip()).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def rank(incoming: PartState, applied: PartState) -> int:
+    """-1 when ``incoming`` is older than ``applied``, 1 when newer, 0 when neither shows.
+
+    The version decides when both have one (one counter per order, api-facts
+    §7.4); otherwise the stamps decide.
+    """
+    old, new = applied.version, incoming.version
+    if old is not None and new is not None and old != new:
+        return 1 if new > old else -1
+    before, after = applied.stamp, incoming.stamp
+    if before is not None and after is not None and before != after:
+        return 1 if after > before else -1
+    return 0
+
+
+def verdict(incoming: PartState, applied: PartState | None) -> Verdict:
+    """Whether ``incoming`` is older than, the same as, or news to what was applied."""
+    if applied is None:
+        return "news"
+    order = rank(incoming, applied)
+    if order < 0:
+        return "older"
+    if applied.digest is None:  # recorded by an earlier release: content unknown
+        return "news" if order > 0 else "known"
+    return "known" if incoming.digest == applied.digest else "news"
+
+
+def worth_recording(incoming: PartState, applied: PartState | None) -> bool:
+    """News, or known content seen as of a newer version or stamp (moves the mark on)."""
+    found = verdict(incoming, applied)
+    if found == "news":
+        return True
+    return found == "known" and applied is not None and rank(incoming, applied) > 0
+
+
+# ------------------------------------------------------------------ parts of an event
+
+
+@dataclass(frozen=True, slots=True)
+class EventParts:
+    """An event's header and lines as ``PartState``s, lines keyed and in order."""
+
+    header: PartState
+    lines: tuple[tuple[str, PartState], ...]
+
+
+def parts_of(event: CanonicalEvent) -> EventParts:
+    """The event's parts, each with the version, stamp and digest it would record."""
+    precision: Precision = "seconds" if event.source == "apicbase" else "milliseconds"
+    header_stamp = _cut(instant(event.last_updated_at), precision)
+    header = PartState(event.version, header_stamp, _digest(_header(event), precision))
+    lines = tuple(
+        (
+            key,
+            PartState(
+                event.version,
+                _cut(instant(line.last_updated_at), precision),
+                _digest(_without(line.__dict__, _LINE_CHANNEL_FIELDS), precision),
+            ),
+        )
+        for key, line in event_lines(event)
+    )
+    return EventParts(header, lines)
+
+
+def _cut(moment: datetime | None, precision: Precision) -> datetime | None:
+    """``moment`` at the source's precision: Tradecloud writes milliseconds; Apicbase's
+    copies of one order differ below the second (webhook µs, API ms or none)."""
+    if moment is None:
+        return None
+    if precision == "seconds":
+        return moment.replace(microsecond=0)
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+
+
+def change_key(document: str, parts: Mapping[str, PartState]) -> str:
+    """One application's identity: the document and the content of the parts it applies.
+
+    The same change reaching a route twice (a redelivery after a crash between
+    the ERP's effect and the ledger's record, the same state by webhook and by
+    poll) has the same change key, whatever the event that carried it.
+    """
+    text = "\x1f".join(
+        [document, *(f"{part}={parts[part].digest}" for part in sorted(parts))]
+    ).encode()
+    return hashlib.blake2b(text, digest_size=_DIGEST_BYTES).hexdigest()
+
+
+def state_digest(event: CanonicalEvent) -> str:
+    """One digest of the document's whole state as this event shows it (header and lines)."""
+    parts = parts_of(event)
+    return change_key(document_key(event), {HEADER: parts.header, **dict(parts.lines)})
+
+
+def _header(event: CanonicalEvent) -> dict[str, Any]:
+    content: dict[str, Any] = {name: getattr(event, name) for name in _EVENT_HEADER_FIELDS}
+    if event.order is not None:
+        content["order"] = _without(event.order.__dict__, {"lines", "lines_complete"})
+    if event.shipment is not None:
+        content["shipment"] = _without(event.shipment.__dict__, {"lines"})
+        content["raw"] = _shipment_raw_header(event.raw)
+    return content
+
+
+def _shipment_raw_header(raw: Any) -> dict[str, Any]:
+    shipment = raw
+    if isinstance(raw, dict):
+        shipment = next((raw[f] for f in _SHIPMENT_FIELDS if isinstance(raw.get(f), dict)), raw)
+    if not isinstance(shipment, dict):
+        return {}
+    return {key: shipment.get(key) for key in _SHIPMENT_RAW_HEADER}
+
+
+def _without(fields: Mapping[str, Any], dropped: frozenset[str] | set[str]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if key not in dropped}
+
+
+# ------------------------------------------------------------------ digests
+
+
+def _digest(content: Any, precision: Precision) -> str:
+    canonical = orjson.dumps(_canonical(content, precision), option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(canonical, digest_size=_DIGEST_BYTES).hexdigest()
+
+
+def _canonical(value: Any, precision: Precision) -> Any:
+    """JSON-able content in which equal states are equal values.
+
+    Decimals by value (``26.10`` is ``26.1``), timestamps as UTC instants cut to
+    ``precision`` (a copy written with microseconds and an offset equals one
+    written with milliseconds and ``Z``), models by their fields.
+    """
+    kind = type(value)
+    if kind is dict:
+        if _is_timestamp(value):
+            return _stamp_text(value, precision)
+        return {key: _canonical(item, precision) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_canonical(item, precision) for item in value]
+    if kind is Decimal:
+        return _decimal_text(value)
+    if kind is datetime:
+        return _instant_text(value, precision)
+    if isinstance(value, BaseModel):
+        return _canonical(value.__dict__, precision)
+    return value
+
+
+def _is_timestamp(value: dict[str, Any]) -> bool:
+    return len(value) == 3 and "kind" in value and "text" in value and "utc" in value
+
+
+def _stamp_text(stamp: Any, precision: Precision) -> str:
+    moment = instant(stamp)
+    if moment is None:
+        return f"{stamp['kind']}:{stamp['text']}"
+    return _instant_text(moment, precision)
+
+
+def _instant_text(moment: datetime, precision: Precision) -> str:
+    utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    if precision == "seconds":
+        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _decimal_text(value: Decimal) -> str:
+    if not value.is_finite():
+        return str(value)
+    if value == 0:
+        return "0"
+    return format(value.normalize(), "f")
+
+
+def iter_news(
+    incoming: EventParts, applied: Mapping[str, PartState]
+) -> Iterator[tuple[str, PartState, Verdict]]:
+    """Every part of an event (header first) with its verdict against ``applied``."""
+    yield HEADER, incoming.header, verdict(incoming.header, applied.get(HEADER))
+    for key, state in incoming.lines:
+        yield key, state, verdict(state, applied.get(key))
