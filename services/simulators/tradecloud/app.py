@@ -589,7 +589,7 @@ def _known_order(request: web.Request) -> Order:
     if order is None:
         if order_id in sim.world.deleted:
             raise web.HTTPNotFound(
-                body=dumps_exact({"detail": "order deleted", "deleted": True}),
+                text='{"detail": "order deleted", "deleted": true}',
                 content_type="application/json",
             )
         raise web.HTTPNotFound(text="order not found")
