@@ -8,6 +8,7 @@ each returns the *raw* document (as Tradecloud or Apicbase would send it) and a
 from __future__ import annotations
 
 import copy
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -157,9 +158,11 @@ def shipment_document(
 
 
 def shipment_event(document: dict[str, Any], event_name: str = "") -> CanonicalEvent:
+    """As pushed by the shipment webhook (with ``event_name``, a message of its own) or polled."""
     if event_name:
+        message = {"messageId": str(uuid.uuid4())}
         return tradecloud.normalize_shipment_webhook(
-            {"eventName": event_name, "shipment": document, "meta": {"messageId": event_name}},
+            {"eventName": event_name, "shipment": document, "meta": message},
             received_at=RECEIVED,
         )
     return tradecloud.normalize_polled_shipment(document, received_at=RECEIVED)
