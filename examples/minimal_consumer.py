@@ -5,7 +5,11 @@ your own durable quorum queue, bind it to the topic exchange
 ``orderbridge.events`` with the routing patterns you care about
 (``<source>.<kind>.<process_status>.<logistics_status>``), and read the
 canonical event JSON described by ``shared/schema/canonical-event.schema.json``.
-Deduplicate on ``idempotency_key`` (events are delivered at least once).
+Events are delivered at least once: a redelivered message keeps its
+``event_id``, so this example skips an ``event_id`` it has seen. (Not the
+``idempotency_key``: it names a document state, and Tradecloud may send several
+changes at one version. ``orderbridge consumer`` decides per header and line
+from the document's state; see the README, "What exactly once means here".)
 
     python examples/minimal_consumer.py --queue my-team.shipped --bind '*.order.*.Shipped'
 """
@@ -51,9 +55,9 @@ async def main() -> None:
             async with message.process():  # ack after our work succeeded
                 event = json.loads(message.body)
                 validator.validate(event)
-                if event["idempotency_key"] in seen:
+                if event["event_id"] in seen:
                     continue
-                seen.add(event["idempotency_key"])
+                seen.add(event["event_id"])
                 print(
                     json.dumps(
                         {

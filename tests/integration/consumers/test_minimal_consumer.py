@@ -50,7 +50,7 @@ async def test_minimal_consumer_receives_validated_events_it_subscribed_to(
     shipped = order_event(logistics_status="Shipped")
     await publisher.publish(order_event(logistics_status="Open"))  # not subscribed
     await publisher.publish(shipped)
-    await publisher.publish(shipped)  # a duplicate: deduplicated by idempotency_key
+    await publisher.publish(shipped)  # a redelivery: deduplicated by event_id
     await publisher.publish(order_event(logistics_status="Shipped", version=2))
     await publisher.close()
     out, _ = await asyncio.wait_for(process.communicate(), 30)
