@@ -21,6 +21,8 @@ from services.ingress.settings import IngressSettings
 from services.ingress.verify import ApicbaseSignature, TradecloudAuth
 from shared.broker.connection import connect, declare_topology
 from shared.broker.publisher import RabbitPublisher
+from shared.broker.quarantine import BrokerQuarantine
+from shared.broker.topology import DEAD_LETTER_EXCHANGE
 from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
 from shared.errors import ConfigurationError, OrderbridgeError
 from shared.gc_tuning import tune_for_throughput
@@ -54,11 +56,32 @@ def apicbase_signature(settings: IngressSettings) -> ApicbaseSignature:
     )
 
 
-def build_fetcher(settings: TradecloudSettings) -> TradecloudFetcher | None:
+def fetch_client_settings(settings: TradecloudSettings, budget: float) -> TradecloudSettings:
+    """The API client settings of the GET webhook path: its retries end within ``budget``.
+
+    The shared defaults suit the poller, which may retry one call for a
+    minute; a webhook request may not. ``asyncio.timeout(budget)`` around the
+    fetch is the hard bound; the client is also told to stop retrying after
+    half of it (and to time out one request no later), because a retry that
+    starts just before the client's deadline still sleeps one backoff and runs
+    one request: this way the client usually gives up on its own first, and
+    its ``UpstreamUnavailable`` names the cause (5xx, 429, connection refused)
+    instead of a bare "budget spent". Nothing is ever raised, only lowered.
+    """
+    half = budget / 2
+    return settings.model_copy(
+        update={
+            "tradecloud_retry_seconds": min(settings.tradecloud_retry_seconds, half),
+            "tradecloud_timeout_seconds": min(settings.tradecloud_timeout_seconds, half),
+        }
+    )
+
+
+def build_fetcher(settings: TradecloudSettings, budget: float) -> TradecloudFetcher | None:
     """The Tradecloud API client for the legacy GET webhook, when credentials are set."""
     if not settings.configured():
         return None
-    return TradecloudFetcher(TradecloudClient(settings))
+    return TradecloudFetcher(TradecloudClient(fetch_client_settings(settings, budget)))
 
 
 async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
@@ -69,19 +92,25 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
             "development only"
         )
     registry = new_registry()
-    fetcher = build_fetcher(TradecloudSettings())
+    fetcher = build_fetcher(TradecloudSettings(), settings.ingress_fetch_timeout_seconds)
     connection = await connect(broker, name="ingress", wait_seconds=BROKER_WAIT_SECONDS)
     try:
         await declare_topology(connection, broker.topology())
         publisher = await RabbitPublisher.open(
             connection, broker, metrics=PublisherMetrics(registry)
         )
+        # GET webhooks naming a document Tradecloud does not have are recorded in
+        # orderbridge.invalid, as the poller quarantines what it cannot normalize:
+        # a confirmed publish on its own channel to the dead-letter exchange.
+        dead_letters = await RabbitPublisher.open(connection, broker, exchange=DEAD_LETTER_EXCHANGE)
         deps = IngressDeps(
             publisher=publisher,
             registry=registry,
             tradecloud=tradecloud_auth(settings),
             apicbase=apicbase_signature(settings),
             fetcher=fetcher,
+            quarantine=BrokerQuarantine(dead_letters, source="tradecloud"),
+            fetch_timeout_seconds=settings.ingress_fetch_timeout_seconds,
             max_body_bytes=settings.ingress_max_body_bytes,
             role=settings.tradecloud_role,
             echo_policy=settings.echo_policy or "off",
@@ -105,16 +134,21 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
             tradecloud_auth=_describe(deps.tradecloud.configured, settings),
             apicbase_auth=_describe(deps.apicbase.configured, settings),
             get_webhook="enabled" if deps.fetcher is not None else "no Tradecloud API client",
+            get_webhook_fetch_timeout_seconds=deps.fetch_timeout_seconds,
         )
         with stop_on_signals(asyncio.Event()) as stop:
             await stop.wait()
-        drain_seconds = broker.publish_timeout_seconds + 5.0
+        # A GET webhook in flight may still be fetching (its budget), then publishing.
+        drain_seconds = (
+            settings.ingress_fetch_timeout_seconds + broker.publish_timeout_seconds + 5.0
+        )
         log.info("draining: new webhooks get 503", timeout_seconds=drain_seconds)
         drained = await app[STATE].drain(drain_seconds)
         if not drained:
             log.warning("drain timed out; closing with requests still in flight")
         await runner.cleanup()
         await publisher.close()
+        await dead_letters.close()
     finally:
         await connection.close()
         if fetcher is not None:

@@ -6,9 +6,14 @@ retries nothing and shows a 4xx message to the customer at checkout. So:
 
 * input we can never accept → 4xx with a message a person can act on and,
   for schema errors, the field path;
-* anything transient → 503 with ``Retry-After``; an unexpected exception is
-  treated as transient too (a bug fixed and deployed then receives the
-  retried event instead of losing it), so ingress never answers 500.
+* a GET webhook naming a document the Tradecloud API no longer has → 404
+  ``document_not_found``, only once that was recorded in the invalid queue
+  (the same GET would fail the same way forever; 503 if the record failed);
+* anything transient → 503 with ``Retry-After`` (a slow Tradecloud API too:
+  ``upstream_timeout`` once the GET webhook's fetch budget is spent); an
+  unexpected exception is treated as transient too (a bug fixed and deployed
+  then receives the retried event instead of losing it), so ingress never
+  answers 500.
 
 Every error body is ``{"status", "error", "message", "path", "request_id"}``
 (plus ``retry_after`` on 503); ``error`` is a stable code, also used as the
@@ -93,6 +98,9 @@ OUTCOMES: Final = frozenset(
         "invalid_payload",
         "upstream_rejected",
         "upstream_not_configured",
+        "upstream_timeout",
+        "document_not_found",
+        "quarantine_failed",
         "shutting_down",
         "internal_error",
         "retryable",
@@ -136,6 +144,52 @@ def upstream_not_configured() -> Problem:
     )
 
 
+UPSTREAM_RETRY_AFTER: Final = 30
+"""Seconds a caller is asked to wait when the Tradecloud API is slow or down."""
+
+
+def document_not_found(kind: str, document_id: str, parameter: str) -> Problem:
+    """A GET webhook named a document the Tradecloud API says does not exist (404).
+
+    404 because that is literally true of the resource the URL names, and any
+    4xx ends Tradecloud's retries (api-facts §1.3): a document that is gone
+    stays gone, so retrying forever (the 502 this used to get) only fills
+    their queue and our logs. Not 410 (we do not know it ever existed for our
+    user), not 422 (nothing is wrong with the request). The stable code tells
+    it apart from ``not_found`` (no such endpoint). Answered only after the
+    miss was recorded in ``orderbridge.invalid``.
+    """
+    return Problem(
+        404,
+        "document_not_found",
+        f"Tradecloud has no {kind} {document_id!r} (GET /v2/{kind}/{{id}} answered 404); "
+        "recorded in the orderbridge.invalid queue; do not retry",
+        parameter,
+    )
+
+
+def quarantine_failed(kind: str, document_id: str, reason: str, retry_after: float) -> Problem:
+    """The document is missing upstream, but recording that failed: retry, so it is not lost."""
+    return Problem(
+        503,
+        "quarantine_failed",
+        f"Tradecloud has no {kind} {document_id!r}, but recording that in the "
+        f"orderbridge.invalid queue failed ({reason}); retry",
+        retry_after=retry_after,
+    )
+
+
+def upstream_timeout(kind: str, document_id: str, seconds: float) -> Problem:
+    """The fetch did not finish within the ingress budget: transient, the platform retries."""
+    return Problem(
+        503,
+        "upstream_timeout",
+        f"the Tradecloud API did not answer the fetch of {kind} {document_id!r} "
+        f"within {seconds:g}s; retry",
+        retry_after=UPSTREAM_RETRY_AFTER,
+    )
+
+
 def internal_error() -> Problem:
     return Problem(
         503, "internal_error", "an unexpected error occurred; it was logged; retry", retry_after=5
@@ -155,8 +209,11 @@ def problem_for(exc: BaseException) -> Problem:
         retry_after = exc.retry_after if exc.retry_after is not None else 5
         return Problem(503, code, str(exc), retry_after=retry_after)
     if isinstance(exc, UpstreamRejected):
-        # The Tradecloud API refused our fetch (credentials, permissions): a
-        # deployment problem. 502 makes Tradecloud retry until it is fixed.
+        # The Tradecloud API refused our fetch (credentials, permissions, or a
+        # 404 that is not about the document, e.g. the login on a wrong base
+        # URL): a deployment problem. 502 makes Tradecloud retry until it is
+        # fixed. A 404 on the document itself is ``DocumentNotFound``, which the
+        # GET handler records and answers 404 before it could get here.
         return Problem(
             502, "upstream_rejected", f"the Tradecloud API refused the fetch: {exc}", retry_after=60
         )

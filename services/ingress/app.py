@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import orjson
 from aiohttp import hdrs, web
@@ -32,12 +32,18 @@ from prometheus_client import CollectorRegistry
 
 from services.ingress import answers, openapi
 from services.ingress.answers import Problem
-from services.ingress.fetch import DocumentFetcher
+from services.ingress.fetch import (
+    DEFAULT_FETCH_TIMEOUT_SECONDS,
+    DocumentFetcher,
+    DocumentNotFound,
+    Kind,
+    Quarantine,
+)
 from services.ingress.metrics import IngressMetrics
 from services.ingress.singleflight import SingleFlight
 from services.ingress.verify import ApicbaseSignature, TradecloudAuth
 from shared.broker.publisher import Publisher
-from shared.errors import InvalidPayload
+from shared.errors import InvalidPayload, RetryableError
 from shared.logging import get_logger
 from shared.normalize import apicbase, tradecloud
 from shared.ops import add_ops_routes
@@ -75,6 +81,12 @@ class IngressDeps:
     tradecloud: TradecloudAuth
     apicbase: ApicbaseSignature
     fetcher: DocumentFetcher | None = None
+    quarantine: Quarantine | None = None
+    """Records GET webhooks naming a document Tradecloud does not have (``orderbridge.invalid``).
+
+    Without one such a webhook is answered 503 (nothing could be recorded), never 404."""
+    fetch_timeout_seconds: float = DEFAULT_FETCH_TIMEOUT_SECONDS
+    """Budget of one GET webhook's fetch from the Tradecloud API; past it, 503."""
     max_body_bytes: int = 16 * 1024 * 1024
     role: Role | None = None
     echo_policy: EchoPolicy = "off"
@@ -206,7 +218,7 @@ class _Handlers:
         self._deps.tradecloud.check(request.headers.get(hdrs.AUTHORIZATION))
         order_id = _document_id(request, "orderId")
         fetcher = self._fetcher()
-        document = await fetcher.fetch_order(order_id)
+        document = await self._fetch("order", order_id, "orderId", fetcher.fetch_order)
         # A whole order (up to 500 lines) is normalized off the loop; this path is rare.
         event = await asyncio.to_thread(
             tradecloud.normalize_fetched_order,
@@ -221,7 +233,7 @@ class _Handlers:
         self._deps.tradecloud.check(request.headers.get(hdrs.AUTHORIZATION))
         shipment_id = _document_id(request, "shipmentId")
         fetcher = self._fetcher()
-        document = await fetcher.fetch_shipment(shipment_id)
+        document = await self._fetch("shipment", shipment_id, "shipmentId", fetcher.fetch_shipment)
         event = await asyncio.to_thread(
             tradecloud.normalize_fetched_shipment, document, received_at=self._clock()
         )
@@ -264,6 +276,74 @@ class _Handlers:
             status=202,
             content_type="application/json",
         )
+
+    async def _fetch(
+        self, kind: Kind, document_id: str, parameter: str, fetch: Callable[[str], Awaitable[Any]]
+    ) -> Any:
+        """The GET webhook's document, fetched within ``fetch_timeout_seconds``.
+
+        The budget bounds the whole fetch (login, the API client's own retries
+        and backoff, a 429's ``Retry-After``) well inside the platform's webhook
+        timeout; when it runs out the fetch is cancelled and the answer is 503,
+        which Tradecloud retries later. A document the API does not have is
+        recorded, then answered 404 (``_missing``).
+        """
+        budget = self._deps.fetch_timeout_seconds
+        scope = asyncio.timeout(budget)
+        try:
+            async with scope:
+                return await fetch(document_id)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # not our budget: the middleware answers it like any other error
+            raise Reject(answers.upstream_timeout(kind, document_id, budget)) from None
+        except DocumentNotFound as exc:
+            await self._missing(kind, document_id, parameter, exc)
+
+    async def _missing(
+        self, kind: Kind, document_id: str, parameter: str, exc: DocumentNotFound
+    ) -> NoReturn:
+        """Record a GET webhook that names nothing, then answer 404; 503 if not recorded.
+
+        The platform stops retrying at a 4xx, so the 404 is only sent once the
+        miss is durable in ``orderbridge.invalid`` (a confirmed publish): an
+        operator sees there which GET webhooks pointed at nothing (the
+        integration may be sending ids of another company or environment).
+        """
+        request_id = _REQUEST_ID.get()
+        reason = (
+            f"document_not_found: GET webhook for Tradecloud {kind} {document_id!r}: "
+            f"{exc.detail}; the document does not exist upstream"
+        )
+        log.warning(
+            "GET webhook names a document the Tradecloud API does not have",
+            request_id=request_id,
+            kind=kind,
+            document_id=document_id,
+            detail=exc.detail,
+        )
+        quarantine = self._deps.quarantine
+        if quarantine is None:
+            raise Reject(
+                answers.quarantine_failed(kind, document_id, "no quarantine is configured", 60)
+            )
+        record = {
+            "source": "tradecloud",
+            "channel": "webhook",
+            "method": "GET",
+            "kind": kind,
+            "document_id": document_id,
+            "upstream_status": exc.status,
+            "reason": reason,
+        }
+        try:
+            await quarantine.put(record, reason, kind=kind)
+        except RetryableError as failure:
+            retry_after = failure.retry_after if failure.retry_after is not None else 5
+            raise Reject(
+                answers.quarantine_failed(kind, document_id, str(failure), retry_after)
+            ) from None
+        raise Reject(answers.document_not_found(kind, document_id, parameter))
 
     def _fetcher(self) -> DocumentFetcher:
         if self._deps.fetcher is None:

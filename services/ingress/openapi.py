@@ -16,17 +16,24 @@ _ERROR_CODES: Final = {
     "400": "Not JSON (`malformed_json`) or a missing id (`missing_parameter`).",
     "401": "Missing or wrong credentials (`unauthorized`); see `WWW-Authenticate`.",
     "403": "The Apicbase signature does not match the body (`bad_signature`).",
+    "404": "The Tradecloud API has no such document (`document_not_found`: it answered 404 "
+    "to `GET /v2/order/{id}` or `GET /v2/shipment/{id}`). Sent only once the miss is "
+    "recorded in the `orderbridge.invalid` queue; the sender should not retry.",
     "413": "The body exceeds the configured limit (`payload_too_large`).",
     "415": "Not `application/json` (`unsupported_media_type`).",
     "422": "Valid JSON that is not a document we can accept (`invalid_payload`); "
     "`path` names the field.",
-    "502": "The Tradecloud API refused the fetch of the GET webhook (`upstream_rejected`): "
-    "a deployment problem; the sender should retry.",
+    "502": "The Tradecloud API refused the fetch of the GET webhook (`upstream_rejected`: "
+    "401/403 for our API credentials, or a 404 that is not about the document, such as "
+    "the login on a wrong API base URL): a deployment problem; the sender should retry.",
     "503": "Transient: the broker is unreachable, did not confirm in time, or too many "
     "publishes wait (`broker_unavailable`, `publish_timeout`, `publish_nacked`, "
     "`publish_unroutable`, `backpressure`), the Tradecloud API is unreachable "
-    "(`upstream_unavailable`), the server is shutting down (`shutting_down`), or an "
-    "unexpected error (`internal_error`). Retry after `Retry-After` seconds.",
+    "(`upstream_unavailable`) or did not answer within the GET webhook's fetch budget "
+    "(`upstream_timeout`), the API client is not configured (`upstream_not_configured`), "
+    "a missing document could not be recorded (`quarantine_failed`), the server is "
+    "shutting down (`shutting_down`), or an unexpected error (`internal_error`). Retry "
+    "after `Retry-After` seconds.",
 }
 
 
@@ -74,7 +81,7 @@ def _get(summary: str, name: str, where: str) -> dict[str, Any]:
         ],
         "responses": {
             "202": _accepted(),
-            **{code: _error(code) for code in ("400", "401", "422", "502", "503")},
+            **{code: _error(code) for code in ("400", "401", "404", "422", "502", "503")},
         },
     }
 

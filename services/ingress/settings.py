@@ -8,6 +8,12 @@
 * ``ORDERBRIDGE_APICBASE_WEBHOOK_SECRET``: HMAC key(s), comma-separated for rotation (§5.6)
 * ``ORDERBRIDGE_INGRESS_INSECURE_NO_AUTH`` (false): development only; lets a source
   without credentials accept unauthenticated calls (also ``--insecure-no-auth``)
+* ``ORDERBRIDGE_INGRESS_FETCH_TIMEOUT_SECONDS`` (10, at most 30): how long one legacy
+  GET webhook may spend fetching its document from the Tradecloud API (login,
+  retries and backoff included) before it is answered 503 with ``Retry-After``;
+  Tradecloud's webhook client gave up after 60 s (api-facts §1.3), and the
+  confirmed publish still has to fit after the fetch. The API client of the GET
+  path stops its own retries within this budget too (``__main__``)
 * ``ORDERBRIDGE_TRADECLOUD_ROLE`` / ``ORDERBRIDGE_ECHO_POLICY``: passed to the order
   normalizers when set; unset means no echo classification (webhook integrations
   usually just do not subscribe to their own events, api-facts §4)
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
+from services.ingress.fetch import DEFAULT_FETCH_TIMEOUT_SECONDS
 from shared.errors import ConfigurationError
 from shared.schema.models import EchoPolicy, Role
 from shared.settings import OrderbridgeSettings
@@ -29,6 +36,12 @@ class IngressSettings(OrderbridgeSettings):
     ingress_port: int = Field(default=8080, ge=0, le=65535)
     ingress_max_body_bytes: int = Field(default=16 * MiB, ge=1024)
     ingress_insecure_no_auth: bool = False
+    ingress_fetch_timeout_seconds: float = Field(
+        default=DEFAULT_FETCH_TIMEOUT_SECONDS,
+        gt=0,
+        le=30,
+        description="Budget of one GET webhook's fetch from the Tradecloud API; then 503.",
+    )
     tradecloud_webhook_username: str | None = None
     tradecloud_webhook_password: SecretStr | None = None
     tradecloud_webhook_token: SecretStr | None = None

@@ -17,7 +17,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from services.ingress.testing import FakeFetcher
+from services.ingress.testing import FakeFetcher, RecordingQuarantine
 from services.ingress.verify import ApicbaseSignature, sign
 from shared.broker.publisher import RabbitPublisher
 from shared.normalize import apicbase, tradecloud
@@ -58,7 +58,10 @@ async def base(publisher: RabbitPublisher) -> AsyncIterator[str]:
         orders={GET_ORDER["id"]: GET_ORDER}, shipments={GET_SHIPMENT["id"]: GET_SHIPMENT}
     )
     apicbase_keys = ApicbaseSignature.of([APICBASE_SECRET.encode(), SAMPLE_KEY])
-    async with serve(test_deps(publisher, fetcher=fetcher, apicbase=apicbase_keys)) as (url, _):
+    deps = test_deps(
+        publisher, fetcher=fetcher, apicbase=apicbase_keys, quarantine=RecordingQuarantine()
+    )
+    async with serve(deps) as (url, _):
         yield url
 
 
@@ -216,8 +219,9 @@ async def test_refused_input_publishes_nothing(base: str, tap: EventTap) -> None
         for path, body, headers, status in refused:
             got, payload, _ = await post(session, path, body, headers)
             assert got == status, (path, payload)
+        # Gone upstream: recorded (orderbridge.invalid, see test_ingress_get_webhook), not published.
         async with session.get("/webhooks/tradecloud/orders/missing", headers=BEARER) as answer:
-            assert answer.status == 502
+            assert answer.status == 404
     sentinel = await _accept(base, "POST", "/webhooks/tradecloud/orders", ORDER, BEARER)
     published = await tap.until(sentinel["event_id"])
     assert [m.message_id for m in published] == [sentinel["event_id"]]

@@ -26,6 +26,7 @@ from shared.errors import (
     PublishTimeout,
     PublishUnroutable,
     RetryableError,
+    UpstreamRejected,
     UpstreamUnavailable,
 )
 from shared.normalize import apicbase, tradecloud
@@ -511,9 +512,11 @@ async def test_get_webhook_failures(
             assert_error(await response.json(), 400, "missing_parameter")
         async with session.get("/webhooks/tradecloud/orders/o-1") as response:
             assert_error(await response.json(), 401, "unauthorized")
-        async with session.get("/webhooks/tradecloud/orders/unknown", headers=BEARER) as response:
+        fetcher.fail_with = UpstreamRejected("our API credentials are refused", status=403)
+        async with session.get("/webhooks/tradecloud/orders/o-2", headers=BEARER) as response:
             assert_error(await response.json(), 502, "upstream_rejected")
             assert response.headers["Retry-After"]
+        # A document gone upstream (404 on it) is tests/unit/ingress/test_get_webhook.py.
         fetcher.fail_with = UpstreamUnavailable("API down", retry_after=30)
         async with session.get(
             f"/webhooks/tradecloud/shipments/{GET_SHIPMENT['id']}", headers=BEARER
@@ -521,7 +524,7 @@ async def test_get_webhook_failures(
             assert_error(await response.json(), 503, "upstream_unavailable")
             assert response.headers["Retry-After"] == "30"
     assert publisher.events == []
-    assert fetcher.fetched == [("order", "unknown"), ("shipment", GET_SHIPMENT["id"])]
+    assert fetcher.fetched == [("order", "o-2"), ("shipment", GET_SHIPMENT["id"])]
 
 
 async def test_get_webhook_without_an_api_client_is_503() -> None:

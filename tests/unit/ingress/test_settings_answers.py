@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from services.ingress import answers
 from services.ingress.settings import IngressSettings
 from services.ingress.verify import AuthenticationRequired, SignatureMismatch
+from shared.clients.tradecloud import TradecloudSettings
 from shared.errors import (
     Backpressure,
     BrokerUnavailable,
@@ -28,6 +29,7 @@ ENV = (
     "ORDERBRIDGE_TRADECLOUD_WEBHOOK_TOKEN",
     "ORDERBRIDGE_APICBASE_WEBHOOK_SECRET",
     "ORDERBRIDGE_INGRESS_INSECURE_NO_AUTH",
+    "ORDERBRIDGE_INGRESS_FETCH_TIMEOUT_SECONDS",
 )
 
 
@@ -42,6 +44,40 @@ def test_defaults() -> None:
     assert (settings.ingress_host, settings.ingress_port) == ("0.0.0.0", 8080)
     assert settings.ingress_max_body_bytes == 16 * 1024 * 1024
     assert settings.tradecloud_role is None and settings.echo_policy is None
+    assert settings.ingress_fetch_timeout_seconds == 10.0
+
+
+def test_the_fetch_budget_is_read_and_kept_well_under_the_platform_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORDERBRIDGE_INGRESS_FETCH_TIMEOUT_SECONDS", "2.5")
+    assert IngressSettings().ingress_fetch_timeout_seconds == 2.5
+    for bad in ("0", "-1", "60"):
+        monkeypatch.setenv("ORDERBRIDGE_INGRESS_FETCH_TIMEOUT_SECONDS", bad)
+        with pytest.raises(ValidationError, match="ingress_fetch_timeout_seconds"):
+            IngressSettings()
+
+
+def test_the_get_webhook_api_client_gives_up_within_the_budget() -> None:
+    from services.ingress.__main__ import fetch_client_settings
+
+    shared = TradecloudSettings(
+        tradecloud_username="u",
+        tradecloud_password=SecretStr("p"),
+        tradecloud_retry_seconds=60.0,  # the poller's minute: far too long inside a webhook
+        tradecloud_timeout_seconds=5.0,
+    )
+    mine = fetch_client_settings(shared, 10.0)
+    assert mine.tradecloud_retry_seconds == 5.0
+    assert mine.tradecloud_timeout_seconds == 5.0
+    assert (mine.tradecloud_username, mine.tradecloud_api_url) == ("u", shared.tradecloud_api_url)
+    assert shared.tradecloud_retry_seconds == 60.0  # a copy; the original is untouched
+    short = TradecloudSettings(tradecloud_retry_seconds=1.0, tradecloud_timeout_seconds=0.5)
+    lowered_only = fetch_client_settings(short, 10.0)
+    assert (lowered_only.tradecloud_retry_seconds, lowered_only.tradecloud_timeout_seconds) == (
+        1.0,
+        0.5,
+    )
 
 
 def test_refuses_to_start_without_any_credentials() -> None:
@@ -86,6 +122,8 @@ def test_apicbase_secret_list_and_secrets_never_printed(monkeypatch: pytest.Monk
         (PublishUnroutable("unbound", retry_after=30), 503, "publish_unroutable"),
         (UpstreamUnavailable("api down", retry_after=None), 503, "upstream_unavailable"),
         (UpstreamRejected("forbidden", status=403), 502, "upstream_rejected"),
+        # A 404 that is not known to be the document's (e.g. the login's): retried.
+        (UpstreamRejected("login answered 404", status=404), 502, "upstream_rejected"),
         (KeyError("a bug"), 503, "internal_error"),
     ],
 )
@@ -105,6 +143,21 @@ def test_each_failure_has_its_status(exc: Exception, status: int, code: str) -> 
         assert problem.headers()["WWW-Authenticate"] == "Bearer"
     if status == 422:
         assert body["path"] == "orderEvent.lines[2].buyerLine"
+
+
+@pytest.mark.parametrize(
+    ("problem", "status", "code"),
+    [
+        (answers.document_not_found("order", "o-9", "orderId"), 404, "document_not_found"),
+        (answers.upstream_timeout("order", "o-9", 10.0), 503, "upstream_timeout"),
+        (answers.quarantine_failed("order", "o-9", "broker down", 2), 503, "quarantine_failed"),
+    ],
+)
+def test_get_webhook_answers(problem: answers.Problem, status: int, code: str) -> None:
+    assert (problem.status, problem.error) == (status, code)
+    assert code in answers.OUTCOMES
+    assert "o-9" in problem.message
+    assert ("Retry-After" in problem.headers()) == (status >= 500)
 
 
 def test_retry_after_is_whole_seconds_rounded_up() -> None:
