@@ -165,7 +165,9 @@ class WebhookSender:
             if delivery.error is None:
                 delivery.error = f"the supplier answered {delivery.status}"
             log.info(
-                "webhook refused; Apicbase does not retry, the order stays in the cart",
+                "webhook answer lost; the order stays in the cart"
+                if delivery.answer_lost
+                else "webhook refused; Apicbase does not retry, the order stays in the cart",
                 order_number=delivery.order_number,
                 status=delivery.status,
                 error=delivery.error,
