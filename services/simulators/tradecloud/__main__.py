@@ -46,6 +46,7 @@ def build(args: argparse.Namespace) -> TradecloudSimulator:
                     token=args.webhook_token,
                     single_delivery=args.single_delivery and kind == "order",
                     meta=args.webhook_meta,
+                    method=args.webhook_method,
                 )
             )
     return simulator

@@ -69,6 +69,13 @@ def register(platforms: Any) -> None:
         "--single-delivery", action="store_true", help="push singleDeliveryOrderEvent bodies"
     )
     drive.add_argument(
+        "--webhook-method",
+        choices=("POST", "PUT", "GET"),
+        default="POST",
+        help="POST (today's only method), PUT or GET (legacy: no body, the document id "
+        "substituted into an {orderId} / {shipmentId} placeholder of the URL) (%(default)s)",
+    )
+    drive.add_argument(
         "--webhook-meta",
         choices=("top", "inside", "both"),
         default="top",

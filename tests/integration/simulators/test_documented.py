@@ -173,3 +173,38 @@ async def test_apicbase_documented_from_the_command_line_places_an_order_twice()
             orders = (await response.json())["orders"]
         assert any(len(order["pushes"]) > 1 for order in orders)
         assert await simulator.stop() == 0
+
+
+async def test_tradecloud_legacy_get_webhooks_from_the_command_line() -> None:
+    paths: list[tuple[str, bytes]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        paths.append((request.path, await request.read()))
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_get("/orders/{order_id}", hook)
+    async with (
+        serving(app, "127.0.0.1", 0) as hooks,
+        simulator_process(
+            "tradecloud",
+            "--orders",
+            "5",
+            "--documented",
+            "--drive-rate",
+            "50",
+            "--webhook-method",
+            "GET",
+            "--webhook-orders-url",
+            hooks + "/orders/{orderId}",
+        ) as simulator,  # fmt: skip
+        aiohttp.ClientSession() as http,
+    ):
+        await until(lambda: len(paths) >= 3)
+        async with http.get(simulator.url.removesuffix("/v2") + "/_control/documents") as response:
+            known = set((await response.json())["orders"]) | set(
+                (await response.json())["deleted_orders"]
+            )
+        assert await simulator.stop() == 0
+    assert all(body == b"" for _, body in paths)
+    assert {path.rsplit("/", 1)[1] for path, _ in paths} <= known
