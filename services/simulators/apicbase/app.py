@@ -47,12 +47,14 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import random
 import secrets
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
@@ -70,7 +72,10 @@ from services.simulators.apicbase.orders import (
 )
 from services.simulators.apicbase.webhooks import Delivery, WebhookSender, WebhookTarget
 from shared.errors import InvalidPayload
+from shared.logging import get_logger
 from shared.schema.codec import dumps_exact, loads_exact
+
+log = get_logger(__name__)
 
 ORDERS_PATH: Final = "/api/v2/integrations/suppliers/purchase_orders/"
 TOKEN_PATH: Final = "/oauth/token/"  # noqa: S105 (a path, not a secret)
@@ -145,11 +150,14 @@ class ApicbaseSimulator:
     documented: bool = False
     """Documented mode; also on when the book was built with ``documented=True``."""
     lose_answer_share: float = 0.0
-    """Share of driven webhook pushes whose answer gets lost (documented mode)."""
-    replace_share: float = 0.0
-    """Chance per driven tick that a customer places a failed order again (documented)."""
+    """Share of placements whose answer gets lost when the caller leaves it open (documented)."""
+    replace_after: float | None = None
+    """Seconds (±50 %) after which the customer places a failed order again by itself;
+    None: never (documented mode: 1 s)."""
+    replace_attempts: int = 5
+    """How many times the customer places one order again before giving up."""
     awaiting_replace: list[str] = field(default_factory=list)
-    """Orders whose push failed or lost its answer, in the cart, to be placed again."""
+    """Orders whose push failed or lost its answer: still in the cart, not sent."""
     requests: int = 0
     throttled: int = 0
     token_requests: int = 0
@@ -159,16 +167,36 @@ class ApicbaseSimulator:
     _refresh: dict[str, _Refresh] = field(default_factory=dict)
     _codes: dict[str, tuple[str, float]] = field(default_factory=dict)
     _windows: dict[str, deque[float]] = field(default_factory=dict)
+    _customer_rng: random.Random = field(init=False, repr=False)
+    _timers: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
+        # The customers' whims have their own generator: the orders stay what the seed makes.
+        self._customer_rng = random.Random(self.book.generator.seed * 1_299_709 + 9)
         if self.documented or self.book.documented:
             self.use_documented()
 
     def use_documented(self) -> None:
-        """Documented mode from now on (orders already made keep their copies' styles)."""
+        """Documented mode from now on (orders already made keep their copies' styles).
+
+        One placement in ten loses its answer, and a customer whose order was
+        not sent places it again about a second later (same id, usually a new
+        ``ordered_on``), up to ``replace_attempts`` times.
+        """
         self.documented = self.book.documented = True
         self.lose_answer_share = self.lose_answer_share or 0.1
-        self.replace_share = self.replace_share or 0.5
+        if self.replace_after is None:
+            self.replace_after = 1.0
+
+    async def close(self) -> None:
+        """Stop the customers' pending re-placements and the webhook sender."""
+        timers = list(self._timers)
+        for timer in timers:
+            timer.cancel()
+        for timer in timers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        await self.sender.close()
 
     # ------------------------------------------------------------ orders
 
@@ -193,14 +221,14 @@ class ApicbaseSimulator:
         *,
         lines: int | None = None,
         pretty: bool | None = None,
-        lose_answer: bool = False,
+        lose_answer: bool | None = None,
         styles: tuple[Style, Style] | None = None,
     ) -> list[Delivery]:
         """Orders placed at checkout with the webhook configured: each is pushed once.
 
         ``lose_answer``: the supplier gets the order but its answer never comes
-        back, so the order stays in the cart. ``styles``: (webhook, API) copy
-        styles of the new orders.
+        back, so the order stays in the cart (None: a ``lose_answer_share`` of
+        them). ``styles``: (webhook, API) copy styles of the new orders.
         """
         target = self._target()
         deliveries = []
@@ -211,17 +239,24 @@ class ApicbaseSimulator:
             deliveries.append(await self._push(order, target, pretty, lose_answer))
         return deliveries
 
+    def _lose(self, lose_answer: bool | None) -> bool:
+        if lose_answer is not None:
+            return lose_answer
+        share = self.lose_answer_share
+        return bool(share) and self._customer_rng.random() < share
+
     async def push(
         self,
         order_id: str,
         *,
         pretty: bool | None = None,
-        lose_answer: bool = False,
+        lose_answer: bool | None = False,
         keep_ordered_on: bool = False,
     ) -> Delivery:
         """The customer places an order again after a failed push (its cart is kept).
 
-        Same id; a new ``ordered_on`` unless ``keep_ordered_on``.
+        Same id; a new ``ordered_on`` unless ``keep_ordered_on``. The answer
+        is not lost unless ``lose_answer`` (None: the mode's share decides).
         """
         order = self.order(order_id)
         if order.status != "IN_PROGRESS":
@@ -235,18 +270,41 @@ class ApicbaseSimulator:
         order: PurchaseOrder,
         target: WebhookTarget,
         pretty: bool | None,
-        lose_answer: bool = False,
+        lose_answer: bool | None = False,
     ) -> Delivery:
         delivery = await self.sender.send(
-            order.document(), target, pretty=pretty, lose_answer=lose_answer
+            order.document(), target, pretty=pretty, lose_answer=self._lose(lose_answer)
         )
         if delivery.state == "sent":
             order.status = "ORDERED"  # only a 2xx sends the order (§5.2)
             if order.id in self.awaiting_replace:
                 self.awaiting_replace.remove(order.id)
-        elif order.id not in self.awaiting_replace:
+            return delivery
+        if order.id not in self.awaiting_replace:
             self.awaiting_replace.append(order.id)
+        self._replace_later(order)
         return delivery
+
+    def _replace_later(self, order: PurchaseOrder) -> None:
+        """The customer sees the error and, a little later, places the order again."""
+        pushes = sum(1 for d in self.deliveries if d.order_id == order.id)
+        if self.replace_after is None or pushes > self.replace_attempts:
+            return
+        delay = self.replace_after * self._customer_rng.uniform(0.5, 1.5)
+        keep = self._customer_rng.random() < 0.25
+
+        async def again() -> None:
+            await asyncio.sleep(delay)
+            if order.status != "IN_PROGRESS" or self.webhook is None:
+                return  # placed again by hand meanwhile, or nowhere to send it
+            try:  # same id; usually a new ordered_on
+                await self.push(order.id, lose_answer=None, keep_ordered_on=keep)
+            except Exception as exc:  # a background customer must not crash
+                log.warning("placing the order again failed", order=order.id, error=str(exc))
+
+        timer = asyncio.create_task(again())
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
 
     def set_styles(self, order_id: str, *, webhook: Style, api: Style) -> PurchaseOrder:
         """How the order's webhook and API copies are written from now on."""
@@ -301,24 +359,14 @@ class ApicbaseSimulator:
         A ``webhook_share`` of them is pushed to the configured webhook (a
         ``pretty_share`` of those pretty-printed); the rest is placed for the
         API. Without a webhook, every order is left for the API. In documented
-        mode a ``lose_answer_share`` of pushes loses its answer, and on a
-        ``replace_share`` of ticks a customer places a failed order again
-        instead of a new one.
+        mode a ``lose_answer_share`` of pushes loses its answer, and customers
+        place orders that were not sent again by themselves (``replace_after``).
         """
         stop = stop or asyncio.Event()
         rng = self.book.generator.rng
         while not stop.is_set():
-            if (
-                self.documented
-                and self.webhook is not None
-                and self.awaiting_replace
-                and rng.random() < self.replace_share
-            ):  # the customer tries again: same id, usually a new ordered_on
-                await self.push(self.awaiting_replace[0], keep_ordered_on=rng.random() < 0.25)
-            elif self.webhook is not None and rng.random() < webhook_share:
-                pretty = rng.random() < pretty_share
-                lose = bool(self.lose_answer_share) and rng.random() < self.lose_answer_share
-                await self.place_orders(1, pretty=pretty, lose_answer=lose)
+            if self.webhook is not None and rng.random() < webhook_share:
+                await self.place_orders(1, pretty=rng.random() < pretty_share)
             else:
                 self.create_orders(1)
             with contextlib.suppress(TimeoutError):
@@ -443,6 +491,7 @@ def create_app(simulator: ApicbaseSimulator) -> web.Application:
     r.add_post("/_control/orders/{order_id}/push", _push_order)
     r.add_post("/_control/orders/{order_id}/deliver", _deliver_order)
     r.add_post("/_control/webhook", _configure_webhook)
+    r.add_post("/_control/customer", _configure_customer)
     r.add_post("/_control/faults", _inject_fault)
     r.add_delete("/_control/faults", _clear_faults)
     r.add_post("/_control/tokens", _issue_tokens)
@@ -455,7 +504,7 @@ def create_app(simulator: ApicbaseSimulator) -> web.Application:
 
 async def _close_sender(app: web.Application) -> AsyncIterator[None]:
     yield
-    await app[SIMULATOR].sender.close()
+    await app[SIMULATOR].close()
 
 
 def _sim(request: web.Request) -> ApicbaseSimulator:
@@ -814,7 +863,7 @@ async def _create_orders(request: web.Request) -> web.Response:
                 count,
                 lines=lines,
                 pretty=bool(pretty) if pretty is not None else None,
-                lose_answer=bool(body.get("lose_answer", False)),
+                lose_answer=_flag(body, "lose_answer"),
                 styles=styles,
             )
         except LookupError as exc:
@@ -873,6 +922,41 @@ async def _configure_webhook(request: web.Request) -> web.Response:
         timeout=float(body.get("timeout", 30.0)),
     )
     return _reply({"url": target.url, "pretty": target.pretty})
+
+
+def _flag(body: dict[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise _control_error(400, f"{name}: true, false or null (the mode decides)")
+    return value
+
+
+async def _configure_customer(request: web.Request) -> web.Response:
+    """``{lose_answer_share, replace_after, replace_attempts}``: how customers behave.
+
+    ``replace_after`` null: nobody places a failed order again by themselves.
+    """
+    body = await _json(request)
+    sim = _sim(request)
+    share = body.get("lose_answer_share", sim.lose_answer_share)
+    after = body.get("replace_after", sim.replace_after)
+    attempts = body.get("replace_attempts", sim.replace_attempts)
+    if not isinstance(share, (int, float, Decimal)) or not 0 <= share <= 1:
+        raise _control_error(400, "lose_answer_share: between 0 and 1")
+    if after is not None and (not isinstance(after, (int, float, Decimal)) or after < 0):
+        raise _control_error(400, "replace_after: seconds, or null for never")
+    if not isinstance(attempts, int) or attempts < 0:
+        raise _control_error(400, "replace_attempts: a count")
+    sim.lose_answer_share = float(share)
+    sim.replace_after = float(after) if after is not None else None
+    sim.replace_attempts = attempts
+    return _reply(
+        {
+            "lose_answer_share": sim.lose_answer_share,
+            "replace_after": sim.replace_after,
+            "replace_attempts": sim.replace_attempts,
+        }
+    )
 
 
 async def _inject_fault(request: web.Request) -> web.Response:

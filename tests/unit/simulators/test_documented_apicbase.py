@@ -179,7 +179,7 @@ async def test_a_lost_answer_and_a_failed_push_are_placed_again_with_the_same_id
         async with http.post(f"{base}/_control/orders/{lost['order_id']}/push") as response:
             again = await response.json()
         assert again["state"] == "sent" and again["order_id"] == lost["order_id"]
-        (refused,) = await sim.place_orders(1)
+        (refused,) = await sim.place_orders(1, lose_answer=False)
         assert refused.state == "not_sent" and refused.status == 503
         async with http.post(
             f"{base}/_control/orders/{refused.order_id}/push", json={"keep_ordered_on": True}
@@ -201,10 +201,32 @@ async def test_a_lost_answer_and_a_failed_push_are_placed_again_with_the_same_id
     assert state["awaiting_replace"] == 0
 
 
+async def test_the_customer_places_an_order_that_was_not_sent_again_by_itself() -> None:
+    hook = Hook(answer=lambda n: 502 if n == 1 else 202)
+    async with (
+        hook.running() as url,
+        apicbase(url) as (sim, base),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(
+            f"{base}/_control/customer", json={"replace_after": 0.05, "lose_answer_share": 0}
+        ) as response:
+            assert (await response.json())["replace_after"] == 0.05
+        (refused,) = await sim.place_orders(1)
+        assert refused.state == "not_sent" and sim.awaiting_replace == [refused.order_id]
+        deadline = time.monotonic() + 10
+        while sim.order(refused.order_id).status != "ORDERED":
+            assert time.monotonic() < deadline, "the customer never tried again"
+            await asyncio.sleep(0.01)
+    assert [json.loads(body)["id"] for body in hook.bodies] == [refused.order_id] * 2
+    assert sim.awaiting_replace == []
+
+
 async def test_driving_in_documented_mode_loses_answers_and_places_orders_again() -> None:
     hook = Hook()
     async with hook.running() as url, apicbase(url) as (sim, _):
-        assert sim.documented and sim.lose_answer_share > 0
+        assert sim.documented and sim.lose_answer_share > 0 and sim.replace_after
+        sim.replace_after = 0.05
         stop = asyncio.Event()
         driver = asyncio.create_task(sim.drive(0.001, webhook_share=0.8, stop=stop))
         deadline = time.monotonic() + 30
@@ -225,7 +247,7 @@ async def test_driving_in_documented_mode_loses_answers_and_places_orders_again(
 async def test_without_documented_mode_nothing_is_lost_or_placed_twice() -> None:
     hook = Hook()
     async with hook.running() as url, apicbase(url, documented=False) as (sim, _):
-        assert not sim.documented
+        assert not sim.documented and sim.replace_after is None
         await sim.place_orders(5)
     assert all(d.state == "sent" and not d.answer_lost for d in sim.deliveries)
     assert len({json.loads(b)["id"] for b in hook.bodies}) == 5
