@@ -5,7 +5,7 @@ the channel closes). ``replay`` republishes each chosen message, with its
 original routing key, body and identity headers, to the *route's* exchange
 (so only this route sees it again; the archive keeps the original history),
 waits for the broker's confirm, and only then removes it from the
-dead-letter queue. The route's guards still apply: a replayed event that was
+dead-letter queue. The route's policy still applies: a replayed event that was
 meanwhile applied is a counted duplicate, never a second effect.
 """
 
