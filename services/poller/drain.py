@@ -2,10 +2,12 @@
 
 The rules (api-facts §2.3, §2.4, §7.2) and how they are kept:
 
-* Page with ``offset`` under the **same** cursor while ``offset + len(data) <
-  total``; only once the backlog is drained move the cursor, to the answer's
-  ``lastUpdatedAt`` string, verbatim (the client falls back to the last item's).
-  Same-millisecond siblings across a page boundary are therefore never skipped.
+* Page with ``offset`` under the **same** cursor while the backlog lasts (the
+  page does not reach ``total``; an answer without ``total`` lasts until a
+  page comes back short); only once it is drained move the cursor, to the
+  answer's ``lastUpdatedAt`` string, verbatim (the client falls back to the
+  last item's). Same-millisecond siblings across a page boundary are
+  therefore never skipped.
 * **Publish, then commit**: ``commit`` runs only after every event of every
   page was confirmed. A crash anywhere re-publishes at worst (idempotency keys
   absorb it), never leaves a gap.
@@ -75,7 +77,8 @@ class DrainResult:
     published: int = 0
     quarantined: int = 0
     restarts: int = 0
-    total: int = 0
+    total: int | None = 0
+    """The last answer's ``total`` (None: it did not say)."""
     drained: bool = False
     """False when stopped before the backlog ended (the cursor did not move)."""
 
@@ -83,8 +86,11 @@ class DrainResult:
 class Observer(Protocol):
     """What a drain reports as it goes (metrics, a progress bar)."""
 
-    def page(self, stream: Stream, done: int, total: int, published: int) -> None:
-        """A page was read (``done`` of ``total``) and ``published`` of its events sent."""
+    def page(self, stream: Stream, done: int, total: int | None, published: int) -> None:
+        """A page was read: ``done`` documents so far, of ``total`` (None: unknown yet).
+
+        ``published`` of its events were sent.
+        """
 
     def restarted(self, stream: Stream) -> None: ...
 
@@ -220,11 +226,14 @@ def _prefetch(stream: Stream, cursor: str, page: PollPage) -> asyncio.Task[PollP
 
 
 def _shifted(page: PollPage, following: PollPage) -> bool:
-    """True unless ``following`` starts with the document ``page`` ended with."""
+    """True unless ``following`` starts with the document ``page`` ended with.
+
+    An empty ``following`` shifted too: the overlap document asked for is gone.
+    """
     if len(page.data) <= 1:
         return False  # no overlap was requested (limit 1): nothing to compare
     if not following.data:
-        return following.offset < following.total or following.total < page.total
+        return True
     return identity(following.data[0]) != identity(page.data[-1])
 
 

@@ -47,18 +47,18 @@ class PollObserver:
         if self._bar is not None:
             self._bar.stop()
 
-    def page(self, stream: Stream, done: int, total: int, published: int) -> None:
+    def page(self, stream: Stream, done: int, total: int | None, published: int) -> None:
+        """Count the page; move the bar (an unknown ``total``: as far as read so far)."""
         self._metrics.pages.labels(stream.name).inc()
         self._metrics.events.labels(stream.name).inc(published)
         if self._bar is not None:
             task = self._tasks.get(stream.name)
+            known = max(total if total is not None else done, done)
             if task is None:
-                task = self._bar.add_task(stream.name, total=total, published=0)
+                task = self._bar.add_task(stream.name, total=known, published=0)
                 self._tasks[stream.name] = task
             self._shown[stream.name] = self._shown.get(stream.name, 0) + published
-            self._bar.update(
-                task, completed=done, total=max(total, done), published=self._shown[stream.name]
-            )
+            self._bar.update(task, completed=done, total=known, published=self._shown[stream.name])
 
     def restarted(self, stream: Stream) -> None:
         self._metrics.restarts.labels(stream.name).inc()

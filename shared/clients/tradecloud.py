@@ -91,15 +91,33 @@ class PollPage:
     """One poll answer: documents in their current state, the total and the cursor."""
 
     data: list[Any]
-    total: int
+    total: int | None
+    """The answer's ``total`` (all matches, regardless of paging); None when it had none.
+
+    Some answers carry only ``{data, lastUpdatedAt}``: guessing ``len(data)``
+    would call a full page the last one, and the cursor would then jump past
+    documents (same-millisecond siblings included) still waiting on the next.
+    """
     last_updated_at: str | None
     """The response-level ``lastUpdatedAt`` (or the last document's, for older servers)."""
     offset: int = 0
+    limit: int | None = None
+    """The ``limit`` the page was asked for: without ``total`` only a short page ends paging."""
 
     @property
     def exhausted(self) -> bool:
-        """True when this page drained the backlog for its cursor."""
-        return self.offset + len(self.data) >= self.total
+        """True when this page drained the backlog for its cursor.
+
+        With ``total``: the page reaches it. Without: the page is short (fewer
+        documents than asked for); a full page may have a successor, so paging
+        goes on until a short one. Without either (an unknown ``limit``), only
+        an empty page is known to be the end.
+        """
+        if self.total is not None:
+            return self.offset + len(self.data) >= self.total
+        if self.limit is not None:
+            return len(self.data) < self.limit
+        return not self.data
 
 
 @dataclass
@@ -187,7 +205,7 @@ class TradecloudClient:
         body = await self._call(
             "POST", path, json={"filters": filters, "offset": offset, "limit": limit}
         )
-        return _page(body, offset)
+        return _page(body, offset, limit)
 
     # ------------------------------------------------------------ transport
 
@@ -372,7 +390,12 @@ def _segment(identifier: str) -> str:
     return quote(identifier, safe="")
 
 
-def _page(body: Any, offset: int) -> PollPage:
+def _page(body: Any, offset: int, limit: int) -> PollPage:
+    """A poll answer as a ``PollPage``; ``offset`` and ``limit`` are what was asked for.
+
+    A missing ``total`` stays None (never ``len(data)``: that would make every
+    page look like the last one); so does one that is not an integer.
+    """
     if not isinstance(body, dict):
         raise UpstreamRejected(
             "Tradecloud poll answered something that is not an object", status=200
@@ -380,7 +403,7 @@ def _page(body: Any, offset: int) -> PollPage:
     data = body.get("data", body.get("orders"))  # older servers said "orders"
     if not isinstance(data, list):
         raise UpstreamRejected("Tradecloud poll answer has no data array", status=200)
-    total = body.get("total", len(data))
+    total = body.get("total")
     cursor = body.get("lastUpdatedAt")
     if not isinstance(cursor, str) and data:
         last = data[-1]
@@ -390,7 +413,8 @@ def _page(body: Any, offset: int) -> PollPage:
         cursor = stamp if isinstance(stamp, str) else None
     return PollPage(
         data=data,
-        total=int(total) if isinstance(total, int) else len(data),
+        total=total if isinstance(total, int) and not isinstance(total, bool) else None,
         last_updated_at=cursor if isinstance(cursor, str) else None,
         offset=offset,
+        limit=limit,
     )

@@ -46,7 +46,7 @@ async def test_tradecloud_from_the_command_line_serves_polls_and_drives_webhooks
             )
             async with TradecloudClient(settings) as client:
                 page = await client.poll_orders("2020-01-01T00:00:00.000Z")
-                assert page.total >= 150 and len(page.data) == 100
+                assert page.total is not None and page.total >= 150 and len(page.data) == 100
             async with asyncio.timeout(20):
                 while len(received) < 3:
                     await asyncio.sleep(0.05)

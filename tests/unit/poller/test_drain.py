@@ -36,11 +36,22 @@ def to_ms(text: str) -> int:
 
 
 class Backlog:
-    """Orders by id → (updated_ms, version); ``during_fetch`` lets a test change it mid-drain."""
+    """Orders by id → (updated_ms, version); ``during_fetch`` lets a test change it mid-drain.
 
-    def __init__(self, stamps: list[int], limit: int = 100) -> None:
+    ``with_total=False`` answers ``{data, lastUpdatedAt}`` as some Tradecloud
+    answers do.
+    """
+
+    def __init__(
+        self,
+        stamps: list[int],
+        limit: int = 100,
+        *,
+        with_total: bool = True,
+    ) -> None:
         self.orders = {f"o{i:05d}": (ms, 1) for i, ms in enumerate(stamps)}
         self.limit = limit
+        self.with_total = with_total
         self.requests: list[tuple[str, int]] = []
         self.during_fetch: Callable[[Backlog, int], None] | None = None
         self.clock = max(stamps, default=0)
@@ -70,9 +81,10 @@ class Backlog:
         window = ordered[offset : offset + self.limit]
         return PollPage(
             data=[self.document(oid) for _, oid in window],
-            total=len(ordered),
+            total=len(ordered) if self.with_total else None,
             last_updated_at=stamp(ordered[-1][0]) if ordered else None,
             offset=offset,
+            limit=self.limit,
         )
 
 
@@ -294,3 +306,43 @@ async def test_the_cursor_moves_only_after_every_confirm_even_with_pages_in_flig
     sink.gate.set()
     result = await task
     assert len(sink.confirmed) == 250 and commit.values == [stamp(249)] and result.drained
+
+
+class PageLog:
+    """An observer that keeps what each page reported."""
+
+    def __init__(self) -> None:
+        self.pages: list[tuple[int, int | None]] = []
+        self.restarts = 0
+
+    def page(self, stream: Stream, done: int, total: int | None, published: int) -> None:
+        self.pages.append((done, total))
+
+    def restarted(self, stream: Stream) -> None:
+        self.restarts += 1
+
+    def quarantined(self, stream: Stream) -> None:
+        pass
+
+    def drained(self, stream: Stream) -> None:
+        pass
+
+
+async def test_an_answer_without_total_pages_on_until_a_short_page() -> None:
+    # The tie at 5 straddles offset 100. Without total, the full first page is not the
+    # last one: counting it as drained would commit stamp(6) and skip twelve orders.
+    backlog = Backlog([0] * 99 + [5] * 3 + [6] * 10, with_total=False)
+    pages = PageLog()
+    result, sink, commit, _ = await run(backlog, observer=pages)
+    assert sorted(ids(sink)) == sorted(backlog.orders)
+    assert [offset for _, offset in backlog.requests] == [0, 99]
+    assert commit.values == [stamp(6)] and result.drained
+    assert pages.pages == [(100, None), (112, None)]
+
+
+async def test_a_full_last_page_without_total_costs_one_request_more() -> None:
+    backlog = Backlog(list(range(199)), with_total=False)
+    _, sink, commit, _ = await run(backlog)
+    assert len(ids(sink)) == 199 and set(ids(sink)) == set(backlog.orders)
+    assert [offset for _, offset in backlog.requests] == [0, 99, 198]
+    assert commit.values == [stamp(198)]
