@@ -16,8 +16,44 @@ The rules (api-facts §2.3, §2.4, §7.2) and how they are kept:
   already read, and everything after it slides one place back, so plain
   offset paging would skip a document. Each next page overlaps the previous
   one by one document; if that document is not where we left it, the backlog
-  shifted and paging starts again at offset 0 under the same cursor, skipping
-  documents already published in this drain (same id, same stamp).
+  shifted.
+* **Re-anchoring.** Restarting at offset 0 under the original cursor after a
+  shift re-reads everything, and on a big backlog with a few updates a second
+  it restarts forever. So a shift restarts at offset 0 under an in-drain
+  *anchor* instead: the ``lastUpdatedAt`` text, verbatim as the server sent
+  it, of the newest document read since the last (re)start whose stamp is
+  strictly older than the stamp of the last document read. Why that is safe:
+  the pages read since the (re)start were one contiguous run of the sorted
+  backlog (every overlap matched), so every document stamped at or before
+  the anchor has been read in its current state; a document updated since
+  gets a stamp newer than everything read, so it moved past the anchor and
+  is read again. ``lastUpdatedAfter`` is strictly after, and the anchor is
+  older than the last stamp read, so that stamp's whole tie group is re-read
+  rather than skipped. Stamps are compared as instants
+  (``parse_timestamp``; a zone-less one, as in Tradecloud's own examples, is
+  read as UTC); an unparsable stamp is never an anchor. When no stamp read is
+  older than the last one (a whole run in one millisecond), the restart is
+  at offset 0 under the current anchor, as before.
+* **Paging by anchor.** A backlog that shifted once keeps shifting under
+  steady change traffic, and each shift costs a page read for nothing. So
+  after the first shift every next page is asked for the same way, at offset
+  0 under the anchor of the page just read (the same argument holds for one
+  page as for a run): no overlap to verify, nothing to shift, one request per
+  page, and drain time bounded by the backlog plus the changes made while
+  draining. A page without such an anchor (one millisecond throughout) is
+  followed by offset paging under the current anchor, with the overlap check.
+  Quiet drains never leave plain offset paging under the cursor.
+* Documents already published in this drain are skipped when read again
+  (same id, version and stamp): the one-document overlap, a re-read tie
+  group, a re-read after a shift. Events are normalized against the drain's
+  cursor throughout, never an anchor, so lines changed since the cursor are
+  marked ``changed`` whichever request read them.
+* **Anchors are not committed.** A restart from a committed anchor would
+  normalize against it: a document updated before its old position was read
+  carries lines changed between the cursor and the anchor that no published
+  event marked ``changed``, and a route filtering on changed lines would miss
+  them. Only the drained backlog commits, to the response-level
+  ``lastUpdatedAt``; a stop or a crash re-polls from the cursor.
 * Fetching the next page and normalizing overlap with publishing: a few pages'
   confirms may be pending at once (``pages_in_flight``); the commit waits for
   all of them.
@@ -31,6 +67,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.clients.tradecloud import PollPage
@@ -42,7 +79,7 @@ from shared.schema.models import CanonicalEvent
 log = get_logger(__name__)
 
 Fetch = Callable[[str, int], Awaitable[PollPage]]
-"""(cursor, offset) → one page polled with ``lastUpdatedAfter=cursor``."""
+"""(cursor or in-drain anchor, offset) → one page polled with ``lastUpdatedAfter`` = it."""
 Normalize = Callable[[Any, str], CanonicalEvent]
 """(document, cursor) → the canonical event; lines stamped after the cursor are ``changed``."""
 Identity = tuple[str, str]
@@ -74,11 +111,17 @@ class DrainResult:
     cursor_before: str
     cursor_after: str
     pages: int = 0
+    """Pages read and published (a page discarded because the backlog shifted is not one)."""
+    requests: int = 0
+    """Poll requests made, shifted pages included."""
     published: int = 0
     quarantined: int = 0
     restarts: int = 0
+    """Shifts seen: each restarted paging at offset 0 (under a new anchor when there was one)."""
+    anchors: int = 0
+    """Requests made under an in-drain anchor rather than the cursor (re-anchoring)."""
     total: int | None = 0
-    """The last answer's ``total`` (None: it did not say)."""
+    """Documents read, plus what the last answer said was left (None: it did not say)."""
     drained: bool = False
     """False when stopped before the backlog ended (the cursor did not move)."""
 
@@ -141,13 +184,23 @@ async def drain(
     result = DrainResult(stream.name, cursor, cursor)
     pending = _Pending(max(pages_in_flight, 1))
     seen: set[Identity] = set()
+    run = _Run(cursor)
+    by_anchor = False  # set by the first shift: from then on every page is asked by anchor
     prefetch: asyncio.Task[PollPage] | None = None
+
+    async def fetch(request: _Request) -> PollPage:
+        result.requests += 1
+        if request.anchor != cursor:
+            result.anchors += 1
+        return await stream.fetch(request.anchor, request.offset)
+
     try:
-        page = await stream.fetch(cursor, 0)
+        page = await fetch(_Request(cursor, 0))
         while True:
             result.pages += 1
-            result.total = page.total
-            prefetch = _prefetch(stream, cursor, page)
+            run.extend(page.data)
+            request = _next_request(page, run, by_anchor=by_anchor)
+            prefetch = asyncio.ensure_future(fetch(request)) if request is not None else None
             events = _normalize(stream, cursor, page, seen)
             for document, reason in events.refused:
                 await quarantine.put(document, reason, kind=stream.kind)
@@ -157,11 +210,10 @@ async def drain(
             if events.accepted:
                 await pending.add(sink.publish_many(events.accepted))
                 result.published += len(events.accepted)
+            result.total = _estimate(len(seen), page)
             if observer is not None:
-                observer.page(
-                    stream, page.offset + len(page.data), page.total, len(events.accepted)
-                )
-            if prefetch is None:
+                observer.page(stream, len(seen), result.total, len(events.accepted))
+            if prefetch is None or request is None:
                 break
             if stop is not None and stop.is_set():
                 await pending.wait()
@@ -169,16 +221,23 @@ async def drain(
                 return result
             following = await prefetch
             prefetch = None
-            if _shifted(page, following):
+            if request.overlap and _shifted(page, following):
                 result.restarts += 1
                 if observer is not None:
                     observer.restarted(stream)
+                anchor = run.anchor_for_restart()
+                by_anchor = by_anchor or anchor is not None
                 log.info(
                     "backlog shifted while paging; re-reading from offset 0",
                     stream=stream.name,
                     offset=following.offset,
+                    under=anchor or run.anchor,
+                    reanchored=anchor is not None,
                 )
-                following = await stream.fetch(cursor, 0)
+                run = _Run(anchor or run.anchor)
+                following = await fetch(_Request(run.anchor, 0))
+            elif request.anchor != run.anchor:
+                run = _Run(request.anchor)
             page = following
         await pending.wait()
     except BaseException:
@@ -198,6 +257,76 @@ async def drain(
     return result
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One poll request: ``lastUpdatedAfter=anchor`` at ``offset``."""
+
+    anchor: str
+    offset: int
+    overlap: bool = False
+    """Whether the page must start with the last document of the page before it."""
+
+
+@dataclass
+class _Run:
+    """The documents read, in poll order, since paging (re)started under ``anchor``.
+
+    Every overlap between them matched, so they are one contiguous run of the
+    backlog sorted by ``lastUpdatedAt``: what ``anchor_for_restart`` relies on.
+    """
+
+    anchor: str
+    stamps: list[tuple[datetime | None, str | None]] = field(default_factory=list)
+    """Each document's stamp as an instant (None: absent or unparsable) and verbatim."""
+
+    def extend(self, documents: list[Any]) -> None:
+        for document in documents:
+            text = _stamp(document)
+            self.stamps.append((_instant(text) if text is not None else None, text))
+
+    def anchor_for_restart(self) -> str | None:
+        """The verbatim stamp of the newest document read strictly before the last one's stamp.
+
+        None when there is none (the last stamp is unparsable, or everything
+        read shares its millisecond) or when it would not move past ``anchor``.
+        """
+        if not self.stamps:
+            return None
+        last = self.stamps[-1][0]
+        if last is None:
+            return None
+        floor = _instant(self.anchor)
+        for instant, text in reversed(self.stamps):
+            if instant is None or text is None or instant >= last:
+                continue  # unparsable, or the last stamp's tie group: it is re-read
+            if (floor is not None and instant <= floor) or text == self.anchor:
+                return None
+            return text
+        return None
+
+
+def _next_request(page: PollPage, run: _Run, *, by_anchor: bool) -> _Request | None:
+    """The page to ask for after ``page``, or None when ``page`` ended the backlog.
+
+    By offset under the run's anchor, overlapping ``page`` by one document; by
+    anchor (offset 0 under the newest stamp before the last one read) once the
+    backlog has shifted, when the run has such a stamp.
+    """
+    if page.exhausted or not page.data:
+        return None
+    if by_anchor and (anchor := run.anchor_for_restart()) is not None:
+        return _Request(anchor, 0)
+    overlap = 1 if len(page.data) > 1 else 0
+    return _Request(run.anchor, page.offset + len(page.data) - overlap, overlap=bool(overlap))
+
+
+def _estimate(read: int, page: PollPage) -> int | None:
+    """Documents read so far plus those the answer says are still to come, if it says."""
+    if page.total is not None:
+        return read + max(page.total - page.offset - len(page.data), 0)
+    return read if page.exhausted else None
+
+
 def _advances(cursor: str, candidate: str | None, stream: Stream) -> bool:
     """Whether ``candidate`` may replace ``cursor``: present, and not older."""
     if not candidate:
@@ -205,7 +334,7 @@ def _advances(cursor: str, candidate: str | None, stream: Stream) -> bool:
         return False
     if candidate == cursor:
         return False
-    old, new = parse_timestamp(cursor)["utc"], parse_timestamp(candidate)["utc"]
+    old, new = _instant(cursor), _instant(candidate)
     if old is not None and new is not None and new < old:
         log.warning(
             "server cursor older than ours; kept ours",
@@ -215,14 +344,6 @@ def _advances(cursor: str, candidate: str | None, stream: Stream) -> bool:
         )
         return False
     return True
-
-
-def _prefetch(stream: Stream, cursor: str, page: PollPage) -> asyncio.Task[PollPage] | None:
-    """Start fetching the page after ``page`` (overlapping it by one document), if any."""
-    if page.exhausted or not page.data:
-        return None
-    overlap = 1 if len(page.data) > 1 else 0
-    return asyncio.ensure_future(stream.fetch(cursor, page.offset + len(page.data) - overlap))
 
 
 def _shifted(page: PollPage, following: PollPage) -> bool:
@@ -235,6 +356,31 @@ def _shifted(page: PollPage, following: PollPage) -> bool:
     if not following.data:
         return True
     return identity(following.data[0]) != identity(page.data[-1])
+
+
+def _stamp(document: Any) -> str | None:
+    """A polled document's ``lastUpdatedAt`` (shipments keep it in ``meta``), if text."""
+    if not isinstance(document, dict):
+        return None
+    stamp = document.get("lastUpdatedAt")
+    if stamp is None:
+        meta = document.get("meta")
+        stamp = meta.get("lastUpdatedAt") if isinstance(meta, dict) else None
+    return stamp if isinstance(stamp, str) else None
+
+
+def _instant(text: str) -> datetime | None:
+    """``text`` as a UTC instant; a zone-less date-time is read as UTC; else None.
+
+    Tradecloud's cursors carry ``Z``, but documents' own stamps may not
+    (api-facts §7.1): comparing them needs one reading of both.
+    """
+    parsed = parse_timestamp(text)
+    if parsed["kind"] == "instant":
+        return parsed["utc"]
+    if parsed["kind"] == "local":
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC)
+    return None
 
 
 def identity(document: Any) -> Identity:
@@ -262,7 +408,7 @@ def _normalize(stream: Stream, cursor: str, page: PollPage, seen: set[Identity])
     for document in page.data:
         key = identity(document)
         if key in seen:
-            continue  # re-read after a shift, or the one-document overlap
+            continue  # the one-document overlap, a re-read tie group, a re-read after a shift
         seen.add(key)
         try:
             out.accepted.append(stream.normalize(document, cursor))

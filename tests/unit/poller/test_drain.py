@@ -8,6 +8,8 @@ newest stamp, so offset shifts and same-millisecond ties happen as upstream.
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +33,10 @@ def stamp(ms: int) -> str:
 
 
 def to_ms(text: str) -> int:
+    """A stamp → ms since ``EPOCH``; a zone-less one is read as UTC, as Tradecloud's are."""
     moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return int((moment - EPOCH) / timedelta(milliseconds=1))
 
 
@@ -39,7 +44,9 @@ class Backlog:
     """Orders by id → (updated_ms, version); ``during_fetch`` lets a test change it mid-drain.
 
     ``with_total=False`` answers ``{data, lastUpdatedAt}`` as some Tradecloud
-    answers do.
+    answers do; ``rendered`` overrides how an order's stamp is written (zone-less,
+    unparsable); more than ``max_requests`` requests fail the test instead of
+    letting a drain that never ends hang it.
     """
 
     def __init__(
@@ -48,17 +55,30 @@ class Backlog:
         limit: int = 100,
         *,
         with_total: bool = True,
+        max_requests: int = 1000,
     ) -> None:
         self.orders = {f"o{i:05d}": (ms, 1) for i, ms in enumerate(stamps)}
         self.limit = limit
         self.with_total = with_total
+        self.max_requests = max_requests
         self.requests: list[tuple[str, int]] = []
         self.during_fetch: Callable[[Backlog, int], None] | None = None
         self.clock = max(stamps, default=0)
+        self.rendered: Callable[[str, int], str] = lambda _, ms: stamp(ms)
+        self.line_ms: dict[str, int] = {}
+        """Orders whose line was stamped before their last change (a header-only one)."""
+        self.returned: dict[str, None] = {}
+        """Ids of every order answered so far, in the order first answered."""
+        self.last_answer: list[str] = []
 
-    def update(self, order_id: str) -> None:
+    def update(self, order_id: str, *, header_only: bool = False) -> None:
+        """A change now; ``header_only``: the order's line keeps its own older stamp."""
         self.clock += 1
-        _, version = self.orders.get(order_id, (0, 0))
+        ms, version = self.orders.get(order_id, (0, 0))
+        if header_only:
+            self.line_ms.setdefault(order_id, ms)
+        else:
+            self.line_ms.pop(order_id, None)
         self.orders[order_id] = (self.clock, version + 1)
 
     def document(self, order_id: str) -> dict[str, Any]:
@@ -66,19 +86,24 @@ class Backlog:
         return {
             "id": order_id,
             "version": version,
-            "lastUpdatedAt": stamp(ms),
+            "lastUpdatedAt": self.rendered(order_id, ms),
             "status": {"processStatus": "Issued"},
-            "lines": [{"id": f"{order_id}-1", "lastUpdatedAt": stamp(ms)}],
+            "lines": [
+                {"id": f"{order_id}-1", "lastUpdatedAt": stamp(self.line_ms.get(order_id, ms))}
+            ],
         }
 
     async def fetch(self, cursor: str, offset: int) -> PollPage:
         self.requests.append((cursor, offset))
+        assert len(self.requests) <= self.max_requests, "the drain does not finish"
         if self.during_fetch is not None:
             self.during_fetch(self, len(self.requests))
         await asyncio.sleep(0)
         since = to_ms(cursor)
         ordered = sorted((ms, oid) for oid, (ms, _) in self.orders.items() if ms > since)
         window = ordered[offset : offset + self.limit]
+        self.last_answer = [oid for _, oid in window]
+        self.returned.update(dict.fromkeys(self.last_answer))
         return PollPage(
             data=[self.document(oid) for _, oid in window],
             total=len(ordered) if self.with_total else None,
@@ -86,6 +111,10 @@ class Backlog:
             offset=offset,
             limit=self.limit,
         )
+
+    def newest(self) -> dict[str, int]:
+        """Each order's current version: what a drain must have published last."""
+        return {order_id: version for order_id, (_, version) in self.orders.items()}
 
 
 def normalize(document: Any, since: str) -> CanonicalEvent:
@@ -328,6 +357,44 @@ class PageLog:
         pass
 
 
+def update_at(request: int, *order_ids: str) -> Callable[[Backlog, int], None]:
+    """While request number ``request`` is answered, ``order_ids`` change."""
+
+    def change(server: Backlog, number: int) -> None:
+        if number == request:
+            for order_id in order_ids:
+                server.update(order_id)
+
+    return change
+
+
+def churn(per_request: int, *, seed: int = 11) -> Callable[[Backlog, int], None]:
+    """While each page is answered, ``per_request`` orders already read change.
+
+    Most come from the answer just before (each shifts a run of offset pages),
+    the rest from anything read earlier (they only join the end of the backlog).
+    """
+    rng = random.Random(seed)
+
+    def update_read_orders(server: Backlog, request: int) -> None:
+        read = list(server.returned)
+        if not read:
+            return
+        recent = server.last_answer or read
+        fresh = rng.sample(recent, min(len(recent), per_request - per_request // 2))
+        for order_id in fresh + [rng.choice(read) for _ in range(per_request // 2)]:
+            server.update(order_id)
+
+    return update_read_orders
+
+
+def newest_published(sink: RecordingPublisher) -> dict[str, int]:
+    latest: dict[str, int] = {}
+    for event in sink.events:
+        latest[event.document_id] = max(latest.get(event.document_id, 0), event.version or 0)
+    return latest
+
+
 async def test_an_answer_without_total_pages_on_until_a_short_page() -> None:
     # The tie at 5 straddles offset 100. Without total, the full first page is not the
     # last one: counting it as drained would commit stamp(6) and skip twelve orders.
@@ -337,7 +404,7 @@ async def test_an_answer_without_total_pages_on_until_a_short_page() -> None:
     assert sorted(ids(sink)) == sorted(backlog.orders)
     assert [offset for _, offset in backlog.requests] == [0, 99]
     assert commit.values == [stamp(6)] and result.drained
-    assert pages.pages == [(100, None), (112, None)]
+    assert pages.pages == [(100, None), (112, 112)]  # the total is known once the end is
 
 
 async def test_a_full_last_page_without_total_costs_one_request_more() -> None:
@@ -346,3 +413,135 @@ async def test_a_full_last_page_without_total_costs_one_request_more() -> None:
     assert len(ids(sink)) == 199 and set(ids(sink)) == set(backlog.orders)
     assert [offset for _, offset in backlog.requests] == [0, 99, 198]
     assert commit.values == [stamp(198)]
+
+
+async def test_a_shift_re_anchors_before_the_last_stamps_tie_group() -> None:
+    # Positions 98..102 share ms 98: page one ends inside that tie (100..102 are on page
+    # two). The anchor must be 97, the newest stamp strictly older than 98: anchored at
+    # 98 (strictly after), the three siblings not read yet would be skipped.
+    backlog = Backlog(list(range(98)) + [98] * 5 + list(range(103, 300)))
+    backlog.during_fetch = update_at(2, "o00005")
+    result, sink, commit, _ = await run(backlog)
+    assert backlog.requests[:3] == [(START, 0), (START, 99), (stamp(97), 0)]
+    assert set(ids(sink)) == set(backlog.orders) and len(ids(sink)) == 301
+    assert newest_published(sink) == backlog.newest()
+    assert result.restarts == 1 and commit.values == [stamp(300)]
+
+
+async def test_after_a_shift_every_page_is_asked_for_by_anchor() -> None:
+    backlog = Backlog(list(range(350)))
+    backlog.during_fetch = update_at(2, "o00005")
+    result, _, _, _ = await run(backlog)
+    # Page one (0..99), its shifted successor, then offset 0 under the stamp before each
+    # page's last one: each page re-reads one order (its predecessor's last) and no more.
+    assert backlog.requests == [
+        (START, 0),
+        (START, 99),
+        (stamp(98), 0),
+        (stamp(197), 0),
+        (stamp(296), 0),
+    ]
+    assert result.pages == 4 and result.requests == 5 and result.anchors == 3
+
+
+async def test_a_run_in_one_millisecond_has_no_anchor_and_restarts_under_the_cursor() -> None:
+    backlog = Backlog([7] * 150 + [8] * 10)
+    backlog.during_fetch = update_at(2, "o00003")
+    result, sink, commit, _ = await run(backlog)
+    assert backlog.requests == [(START, 0), (START, 99), (START, 0), (START, 99)]
+    assert result.restarts == 1 and result.anchors == 0
+    assert set(ids(sink)) == set(backlog.orders) and newest_published(sink) == backlog.newest()
+    assert commit.values == [stamp(9)]
+
+
+async def test_zone_less_document_stamps_are_compared_as_utc_and_sent_back_verbatim() -> None:
+    # Even milliseconds are written without a zone (as in Tradecloud's own examples),
+    # odd ones with Z: the anchor is compared across both forms and sent as written.
+    backlog = Backlog(list(range(300)))
+    backlog.rendered = lambda _, ms: stamp(ms).removesuffix("Z") if ms % 2 == 0 else stamp(ms)
+    backlog.during_fetch = update_at(2, "o00005")
+    result, sink, commit, _ = await run(backlog)
+    assert backlog.requests[2] == ("2026-03-01T00:00:00.098", 0)
+    assert set(ids(sink)) == set(backlog.orders) and len(ids(sink)) == 301
+    assert result.restarts == 1 and commit.values == [stamp(300)]
+
+
+@pytest.mark.parametrize(
+    ("garbled", "restart"),
+    [({97, 98}, (stamp(96), 0)), ({99}, (START, 0))],
+    ids=["older ones skipped", "the last one: no anchor"],
+)
+async def test_an_unparsable_stamp_is_never_an_anchor(
+    garbled: set[int], restart: tuple[str, int]
+) -> None:
+    backlog = Backlog(list(range(300)))
+    backlog.rendered = lambda _, ms: "last Tuesday" if ms in garbled else stamp(ms)
+    backlog.during_fetch = update_at(2, "o00005")
+    result, sink, commit, quarantine = await run(backlog)
+    assert backlog.requests[2] == restart
+    refused = {document["id"] for document, _, _ in quarantine.items}
+    assert set(ids(sink)) | refused == set(backlog.orders)
+    assert result.restarts == 1 and commit.values == [stamp(300)]
+
+
+async def test_a_drain_under_steady_updates_finishes_in_bounded_requests_and_skips_nothing() -> (
+    None
+):
+    """5,000 orders, 100 a page, 5 orders already read updated while each page is answered.
+
+    At the simulator's 10 requests a second that is 50 updates a second, ten
+    times the 5 a second of the brief. Paging restarted under the cursor never
+    ends (every restart meets new updates); with re-anchoring the drain costs
+    the first page, the one page that shows the shift, then one request per
+    page by anchor, each reading ``limit - 1`` new orders (one is re-read: the
+    last stamp's tie group, one order here) while ``per_request`` orders join
+    the end of the backlog.
+    """
+    n, limit, per_request = 5000, 100, 5
+    quiet = Backlog(list(range(n)), limit)
+    await run(quiet)
+    quiet_requests = len(quiet.requests)
+    assert quiet_requests == math.ceil((n - 1) / (limit - 1)) == 51  # pages overlap by one
+
+    backlog = Backlog(list(range(n)), limit, max_requests=10 * quiet_requests)
+    backlog.during_fetch = churn(per_request)
+    result, sink, commit, _ = await run(backlog)
+    requests = len(backlog.requests)
+    bound = 2 + math.ceil((n - limit + 2 * per_request) / (limit - 1 - per_request)) + 1
+    assert requests <= bound < 2 * quiet_requests, (requests, bound)
+    assert result.requests == requests and result.restarts >= 1 and result.drained
+
+    published = [(event.document_id, event.version) for event in sink.events]
+    assert len(published) == len(set(published)), "a state was published twice"
+    assert newest_published(sink) == backlog.newest(), "a newest state was skipped"
+    assert len(backlog.returned) == n
+    # One commit, once drained, to the answer's lastUpdatedAt; anchors are never committed.
+    assert commit.values == [stamp(backlog.clock)]
+
+
+async def test_lines_changed_before_an_anchor_are_marked_against_the_cursor() -> None:
+    """Why anchors are used for paging only, never committed as the cursor.
+
+    Order 150's line changes at ms 150; before the drain reaches it, a
+    header-only change moves the order to the end. A shift re-anchors paging at
+    97, then at later stamps, while the order's ms-150 state is never polled.
+    Normalized against the drain's cursor, its line is marked changed; against
+    an anchor past 150 (what a restart from a committed anchor would poll
+    with) it would not be, and a route filtering on changed lines would miss it.
+    """
+    backlog = Backlog(list(range(300)))
+
+    def change(server: Backlog, request: int) -> None:
+        if request == 2:
+            server.update("o00150", header_only=True)
+            server.update("o00005")
+
+    backlog.during_fetch = change
+    result, sink, commit, _ = await run(backlog)
+    assert result.anchors >= 2 and any(stamp(149) < a for a, _ in backlog.requests)
+    [moved] = [e for e in sink.events if e.document_id == "o00150"]
+    assert moved.version == 2 and moved.order is not None
+    assert [line.changed for line in moved.order.lines] == [True]
+    anchored = normalize(backlog.document("o00150"), stamp(197))
+    assert anchored.order is not None and [line.changed for line in anchored.order.lines] == [False]
+    assert commit.values == [stamp(301)]  # only the drained backlog's stamp, never an anchor
