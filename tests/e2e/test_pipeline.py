@@ -1,16 +1,27 @@
 """The whole pipeline as separate processes against the real RabbitMQ and PostgreSQL.
 
-Both simulators, ingress, poller, apicbase-fetcher and two consumer routes (one process
-each) run as ``orderbridge`` subprocesses. The scenario: 200 Tradecloud orders through
-their lifecycles, delivered by webhook *and* by polling (overlapping), including the
-supplier's own open requests (echoes, we integrate as the supplier); a flaky hop in
-front of ingress answers 503 to some first deliveries, which the simulator retries; 50
-Apicbase orders, half by signed webhook, half only through the API. Mid-run the orders
-consumer and the poller are killed with SIGKILL and restarted.
+Both simulators run in **documented-behaviour mode** (``--documented``): header-only
+changes that re-stamp no line, several messages at one version, changes we are not
+subscribed to (a polled order then carries an old messageId), zone-less stamps,
+shipment status changes that re-stamp no line, webhooks delivered in parallel and out
+of order, polls without ``total``; Apicbase webhook and API copies formatted
+differently, orders placed again with the same id. Ingress, poller, apicbase-fetcher
+and three consumer routes (one process each) run as ``orderbridge`` subprocesses.
 
-Then: one ERP effect per idempotency key, the newest version of every order applied
-(unless that version only echoes our own open request), no echo applied, nothing dead-
-lettered or quarantined, every Apicbase order applied once and marked fetched.
+The scenario: 1,000 Tradecloud orders through their lifecycles, delivered by webhook
+*and* by polling at once, including the supplier's own open requests (echoes: we
+integrate as the supplier); a flaky hop in front of ingress answers 503 to some first
+deliveries, which the simulator retries; 50 Apicbase orders, half by signed webhook,
+half only through the API. Mid-run the consumers and the poller are killed with
+SIGKILL and restarted.
+
+Then, checked against the simulators' own final documents (not against what the
+pipeline published): for every order and shipment the ERP's state, folded from its
+inbox as an import job would, equals the platform's document in every normalized field
+(the ``mirror`` route applies echoes too); no header or line state reached an inbox
+twice; the ``orders`` route never delivered an echo line; nothing dead-lettered or
+quarantined; every Apicbase order is one ERP order equal to the platform's and marked
+fetched.
 """
 
 from __future__ import annotations
@@ -24,8 +35,9 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import pytest
@@ -34,14 +46,17 @@ from pydantic import SecretStr
 
 from services.simulators.serving import serving
 from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
-from shared.normalize.tradecloud import normalize_polled_order
-from shared.schema.codec import decode_event
+from shared.normalize.apicbase import normalize_purchase_order
+from shared.normalize.tradecloud import normalize_polled_order, normalize_polled_shipment
+from shared.schema.codec import decode_event, loads_exact
 from shared.schema.models import CanonicalEvent
+from tests.support.mirror import applied_twice, differences, fold
 from tests.support.postgres import private_database
 from tests.support.pulling import start_service
 from tests.support.rabbit import list_queues
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = pytest.mark.timeout(600)
+ORDERS = 1_000
 
 TC_USER, TC_PASSWORD = "integration@supplier.example", "tc-api-password"
 HOOK_USER, HOOK_PASSWORD = "tradecloud", "hook-password"
@@ -148,10 +163,6 @@ async def wait_for(what: str, check: Any, within: float, services: Services) -> 
         await asyncio.sleep(0.5)
 
 
-def count_files(inbox: Path) -> int:
-    return sum(1 for _ in inbox.rglob("*.json"))
-
-
 def applied(inbox: Path) -> list[CanonicalEvent]:
     return [decode_event(path.read_bytes()) for path in sorted(inbox.rglob("*.json"))]
 
@@ -190,6 +201,16 @@ type = "file"
 path = "{inbox / "orders"}"
 
 [[routes]]
+name = "e2e-mirror-{suffix}"
+bindings = ["tradecloud.order.#"]
+shards = 2
+retry_delays = [1, 2]
+skip_echo = false
+[routes.adapter]
+type = "file"
+path = "{inbox / "mirror"}"
+
+[[routes]]
 name = "e2e-shipments-{suffix}"
 bindings = ["tradecloud.shipment.#"]
 shards = 1
@@ -225,6 +246,7 @@ path = "{inbox / "shipments"}"
                             str(tc_port),
                             "--orders",
                             "0",
+                            "--documented",
                             "--username",
                             TC_USER,
                             "--password",
@@ -252,6 +274,7 @@ path = "{inbox / "shipments"}"
                             str(ab_port),
                             "--orders",
                             "0",
+                            "--documented",
                             "--client-secret",
                             APIC_SECRET,
                             "--refresh-token",
@@ -293,6 +316,10 @@ path = "{inbox / "shipments"}"
                     ),
                     "orders-consumer": (
                         ["consumer", "--route", f"e2e-orders-{suffix}"],
+                        common | {"ORDERBRIDGE_CONSUMER_CONFIG": str(routes)},
+                    ),
+                    "mirror-consumer": (
+                        ["consumer", "--route", f"e2e-mirror-{suffix}"],
                         common | {"ORDERBRIDGE_CONSUMER_CONFIG": str(routes)},
                     ),
                     "shipments-consumer": (
@@ -339,18 +366,18 @@ async def run_scenario(
 ) -> None:
     for url in (f"{tc_url}/_control/state", f"{ab_url}/_control/state", f"{ingress}/readyz"):
         await wait_for(url, lambda url=url: ready(http, url), 60, services)
-    await post(http, f"{tc_url}/_control/orders", {"count": 200})
+    await post(http, f"{tc_url}/_control/orders", {"count": ORDERS})
     await post(http, f"{ab_url}/_control/orders", {"count": 25, "via": "webhook"})
     await post(http, f"{ab_url}/_control/orders", {"count": 25, "via": "api"})
-    for round_ in range(8):
-        await post(http, f"{tc_url}/_control/advance", {"count": 50})
+    for round_ in range(10):
+        await post(http, f"{tc_url}/_control/advance", {"count": 250})
         await asyncio.sleep(0.4)
-        if round_ == 3:  # mid-run: the orders consumer and the poller die hard
-            await services.kill("orders-consumer")
-            await services.kill("poller")
+        if round_ == 4:  # mid-run: the consumers and the poller die hard
+            for name in ("orders-consumer", "mirror-consumer", "poller"):
+                await services.kill(name)
             await asyncio.sleep(1)
-            await services.start("orders-consumer")
-            await services.start("poller")
+            for name in ("orders-consumer", "mirror-consumer", "poller"):
+                await services.start(name)
 
 
 async def wait_until_settled(
@@ -370,12 +397,13 @@ async def wait_until_settled(
     async def apicbase_fetched() -> bool | str:
         async with http.get(f"{ab_url}/_control/state") as answer:
             state = await answer.json()
-        return True if state["fetched"] == 50 else str(state)
+        settled = state["fetched"] == 50 and state["awaiting_replace"] == 0
+        return True if settled else str(state)
 
-    async def quiet() -> bool | str:
-        """Queues empty and the inbox unchanged for a few seconds (poller caught up)."""
-        before = count_files(inbox)
-        await asyncio.sleep(3)
+    async def settled() -> bool | str:
+        """The ERP mirrors the platform and nothing is in flight (a state we can read:
+        queue depths count unacknowledged messages, and acks follow the effects)."""
+        wrong = await mirror_differences(http, tc_url, inbox)
         busy = [
             row
             for row in list_queues(vhost, "name", "messages")
@@ -383,58 +411,112 @@ async def wait_until_settled(
             and row[1] != "0"
             and not row[0].endswith("dead-letter")
         ]
-        after = count_files(inbox)
-        return True if not busy and before == after and after > 0 else f"{busy} {before}->{after}"
+        if not busy and not any(wrong.values()):
+            return True
+        return f"in flight {busy}; differing {[(k, len(v)) for k, v in wrong.items()]}"
 
     started = time.monotonic()
     await wait_for("webhooks delivered", webhooks_delivered, 120, services)
     print(f"webhooks delivered after {time.monotonic() - started:.1f}s")
     await wait_for("apicbase orders fetched", apicbase_fetched, 60, services)
     print(f"apicbase fetched after {time.monotonic() - started:.1f}s")
-    await wait_for("pipeline quiet", quiet, 120, services)
-    print(f"quiet after {time.monotonic() - started:.1f}s")
+    await wait_for("the ERP mirrors the platform", settled, 180, services)
+    print(f"settled after {time.monotonic() - started:.1f}s")
+
+
+async def mirror_differences(
+    http: aiohttp.ClientSession, tc_url: str, inbox: Path
+) -> dict[str, dict[str, list[str]]]:
+    """Per kind, the documents whose ERP state (the mirror route's and the shipments
+    route's inbox, folded) differs from the simulator's own final document."""
+    async with http.get(f"{tc_url}/_control/documents") as answer:
+        truth = loads_exact(await answer.read())
+    erp = fold(applied(inbox / "mirror")) | fold(applied(inbox / "shipments"))
+    orders = [
+        normalize_polled_order(document, received_at=NOW, role="supplier", echo_policy=ECHO)
+        for document in truth["orders"].values()
+    ]
+    shipments = [
+        normalize_polled_shipment(document, received_at=NOW)
+        for document in truth["shipments"].values()
+    ]
+    return {
+        kind: {
+            event.document_id: found
+            for event in events
+            if (found := differences(erp.get(f"tradecloud:{kind}:{event.document_id}"), event))
+        }
+        for kind, events in (("order", orders), ("shipment", shipments))
+    }
 
 
 async def check_outcome(
     http: aiohttp.ClientSession, tc_url: str, ab_url: str, inbox: Path, vhost: str, suffix: str
 ) -> None:
-    events = applied(inbox)
-    keys = Counter(e.idempotency_key for e in events)
-    assert [k for k, n in keys.items() if n > 1] == [], "an effect was applied twice"
+    async with http.get(f"{tc_url}/_control/documents") as answer:
+        truth = loads_exact(await answer.read())
+    mirror = applied(inbox / "mirror")
+    orders_route = applied(inbox / "orders")
+    shipments = applied(inbox / "shipments")
 
-    orders = [e for e in events if e.source == "tradecloud" and e.kind == "order"]
-    assert not [e.event_id for e in orders if e.echo is not None and e.echo.all_changed_lines_echo]
-    newest: dict[str, int] = {}
-    for event in orders:
-        newest[event.document_id] = max(newest.get(event.document_id, 0), event.version or 0)
-    documents = await current_orders(f"{tc_url}/v2")
-    assert len(documents) == 200
-    missing = []
-    echoing = 0
-    for document in documents:
-        final = normalize_polled_order(
-            document,
-            received_at=orders[0].received_at,
-            role="supplier",
-            echo_policy="own-open-requests",
-        )
-        echoes = any(line.echo for line in (final.order.lines if final.order else []))
-        echoing += echoes
-        if newest.get(final.document_id) != final.version and not echoes:
-            missing.append((final.document_id, newest.get(final.document_id), final.version))
-    assert missing == [], f"newest versions not applied: {missing[:10]}"
+    for name, events in (("mirror", mirror), ("orders", orders_route), ("shipments", shipments)):
+        assert applied_twice(events) == [], f"a change reached the {name} inbox twice"
+
+    assert len(truth["orders"]) == ORDERS - len(truth["deleted_orders"])
+    assert truth["shipments"], "the lifecycle ships orders"
+    wrong = await mirror_differences(http, tc_url, inbox)
+    for kind, documents in wrong.items():
+        assert documents == {}, f"{len(documents)} {kind}s differ: {list(documents.items())[:5]}"
+    order_truth = [
+        normalize_polled_order(document, received_at=NOW, role="supplier", echo_policy=ECHO)
+        for document in truth["orders"].values()
+    ]
+
+    echo_lines = [
+        (event.document_id, line.line_id)
+        for event in orders_route
+        if event.source == "tradecloud" and event.order is not None
+        for line in event.order.lines
+        if line.echo
+    ]
+    assert echo_lines == [], "the orders route delivered our own open requests back"
+    echoing = sum(any(line.echo for line in e.order.lines) for e in order_truth if e.order)
     assert echoing > 0, "the scenario should leave some of our own proposals open (echoes)"
-    channels = Counter(e.channel for e in orders)
-    print(f"applied: {len(events)} events, order channels {dict(channels)}, {echoing} echoing")
+    channels = Counter(e.channel for e in mirror)
+    print(
+        f"applied: mirror {len(mirror)}, orders {len(orders_route)}, shipments "
+        f"{len(shipments)} files; channels {dict(channels)}; {echoing} orders echoing"
+    )
     assert channels["webhook"] > 0 and channels["poll"] > 0  # both paths delivered
 
-    apicbase = [e for e in events if e.source == "apicbase"]
-    assert len(apicbase) == 50 and len({e.document_id for e in apicbase}) == 50
+    async with http.get(f"{ab_url}/_control/orders") as answer:
+        book = loads_exact(await answer.read())["orders"]
+    placed = [order["api"] for order in book if order["api"] is not None]
+    assert len(placed) == 50, "every order placed (again, where a push failed)"
+    erp_apicbase = fold(e for e in orders_route if e.source == "apicbase")
+    assert len(erp_apicbase) == 50, "one ERP order per Apicbase order, whatever the copies"
+    apicbase_wrong = {
+        str(document["id"]): found
+        for document in placed
+        if (
+            found := differences(
+                erp_apicbase.get(f"apicbase:order:{document['id']}"),
+                normalize_purchase_order(document, received_at=NOW, channel="api"),
+            )
+        )
+    }
+    assert apicbase_wrong == {}, f"Apicbase orders differ: {list(apicbase_wrong.items())[:5]}"
+    replaced = sum(len(order["pushes"]) > 1 for order in book)
     async with http.get(f"{ab_url}/_control/state") as answer:
         state = await answer.json()
     assert state["fetched"] == 50 and state["viewed"] == 0
+    print(f"apicbase: {replaced} orders pushed more than once")
 
     queues = {row[0]: int(row[1]) for row in list_queues(vhost, "name", "messages")}
-    assert queues[f"orderbridge.route.e2e-orders-{suffix}.dead-letter"] == 0
-    assert queues[f"orderbridge.route.e2e-shipments-{suffix}.dead-letter"] == 0
+    for route in ("orders", "mirror", "shipments"):
+        assert queues[f"orderbridge.route.e2e-{route}-{suffix}.dead-letter"] == 0
     assert queues.get("orderbridge.invalid", 0) == 0
+
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+ECHO: Final = "own-open-requests"
