@@ -196,6 +196,13 @@ def cases() -> dict[str, Case]:
             False,
             ("b",),
         ),
+        "webhooks overtaking each other: the late v6 brings its line, not its header": (
+            [BASE.polled(), v7_a.webhook("OrderLinesUpdatedBySupplier", lines=("a",))],
+            v6_lost_b.webhook("OrderLinesUpdatedByBuyer", lines=("b",)),
+            "apply",
+            False,
+            ("b",),
+        ),
         "an older state of every part is stale": (
             [v6_lost_b.polled()],
             BASE.polled(),
