@@ -37,7 +37,7 @@ unless the incoming part is strictly newer.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,7 +46,7 @@ from typing import Any, Final, Literal
 import orjson
 from pydantic import BaseModel
 
-from shared.schema.models import CanonicalEvent, OrderLine, ShipmentLine, Timestamp
+from shared.schema.models import CanonicalEvent, DocumentRef, OrderLine, ShipmentLine, Timestamp
 
 HEADER: Final = "@header"
 """The part key of a document's header (everything but its lines)."""
@@ -113,14 +113,38 @@ def line_key(line: OrderLine | ShipmentLine, index: int) -> str:
     )
 
 
-def event_lines(event: CanonicalEvent) -> list[tuple[str, OrderLine | ShipmentLine]]:
-    """The event's lines with their keys, in document order."""
-    source: list[OrderLine | ShipmentLine] = []
-    if event.order is not None:
-        source.extend(event.order.lines)
+def document_ref_key(document: DocumentRef, index: int) -> str:
+    """An attached document's identity: who attached it, where, and its object id or URL."""
+    name = document["object_id"] or document["url"] or document["name"] or f"#{index}"
+    return f"doc:{document['owner'] or '-'}:{document['line_position'] or '-'}:{name}"
+
+
+Item = OrderLine | ShipmentLine | DocumentRef
+"""What a document has besides its header: lines; the documents of an order-documents event."""
+
+
+def event_items(event: CanonicalEvent) -> list[tuple[str, Item]]:
+    """The event's items (lines; attached documents for ``order_documents``) with their keys.
+
+    An order-documents event is a delta of attachments (each event names the
+    documents just attached), so each document is an item of its own: events
+    overtaking each other each bring theirs. Keys repeated within one event (a
+    shipment splitting one PO line over load carriers without despatch line
+    positions) get ``#2``, ``#3``… so no item hides another.
+    """
+    found: list[tuple[str, Item]] = []
+    if event.kind == "order_documents" and event.order is not None:
+        found.extend((document_ref_key(doc, i), doc) for i, doc in enumerate(event.order.documents))
+    elif event.order is not None:
+        found.extend((line_key(line, i), line) for i, line in enumerate(event.order.lines))
     elif event.shipment is not None:
-        source.extend(event.shipment.lines)
-    return [(line_key(line, i), line) for i, line in enumerate(source)]
+        found.extend((line_key(line, i), line) for i, line in enumerate(event.shipment.lines))
+    seen: dict[str, int] = {}
+    keyed: list[tuple[str, Item]] = []
+    for key, item in found:
+        seen[key] = seen.get(key, 0) + 1
+        keyed.append((key if seen[key] == 1 else f"{key}#{seen[key]}", item))
+    return keyed
 
 
 # ------------------------------------------------------------------ comparisons
@@ -168,9 +192,16 @@ def verdict(incoming: PartState, applied: PartState | None) -> Verdict:
     order = rank(incoming, applied)
     if order < 0:
         return "older"
-    if applied.digest is None:  # recorded by an earlier release: content unknown
-        return "news" if order > 0 else "known"
+    if applied.digest is None:  # recorded by release 1: content unknown, compare moments
+        return "known" if order == 0 and same_moment(incoming, applied) else "news"
     return "known" if incoming.digest == applied.digest else "news"
+
+
+def same_moment(incoming: PartState, applied: PartState) -> bool:
+    """Both are provably as of one moment: one version, or (without versions) one stamp."""
+    if incoming.version is not None and applied.version is not None:
+        return incoming.version == applied.version
+    return incoming.stamp is not None and incoming.stamp == applied.stamp
 
 
 def worth_recording(incoming: PartState, applied: PartState | None) -> bool:
@@ -190,25 +221,30 @@ class EventParts:
 
     header: PartState
     lines: tuple[tuple[str, PartState], ...]
+    """Every item: the lines, or the documents of an order-documents event."""
 
 
 def parts_of(event: CanonicalEvent) -> EventParts:
-    """The event's parts, each with the version, stamp and digest it would record."""
+    """The event's parts, each with the version, stamp and digest it would record.
+
+    A line without a stamp of its own (an Apicbase package) in a whole document
+    takes the document's: an older copy of the document is older line by line too.
+    """
     precision: Precision = "seconds" if event.source == "apicbase" else "milliseconds"
     header_stamp = _cut(instant(event.last_updated_at), precision)
     header = PartState(event.version, header_stamp, _digest(_header(event), precision))
-    lines = tuple(
-        (
-            key,
-            PartState(
-                event.version,
-                _cut(instant(line.last_updated_at), precision),
-                _digest(_without(line.__dict__, _LINE_CHANNEL_FIELDS), precision),
-            ),
-        )
-        for key, line in event_lines(event)
-    )
-    return EventParts(header, lines)
+    whole = event.shipment is not None or (event.order is not None and event.order.lines_complete)
+    items: list[tuple[str, PartState]] = []
+    for key, item in event_items(event):
+        if isinstance(item, OrderLine | ShipmentLine):
+            stamp = _cut(instant(item.last_updated_at), precision)
+            content: Any = _without(item.__dict__, _LINE_CHANNEL_FIELDS)
+        else:
+            stamp, content = None, item
+        if stamp is None and whole:
+            stamp = header_stamp
+        items.append((key, PartState(event.version, stamp, _digest(content, precision))))
+    return EventParts(header, tuple(items))
 
 
 def _cut(moment: datetime | None, precision: Precision) -> datetime | None:
@@ -243,7 +279,11 @@ def state_digest(event: CanonicalEvent) -> str:
 def _header(event: CanonicalEvent) -> dict[str, Any]:
     content: dict[str, Any] = {name: getattr(event, name) for name in _EVENT_HEADER_FIELDS}
     if event.order is not None:
-        content["order"] = _without(event.order.__dict__, {"lines", "lines_complete"})
+        # An order-documents event's documents are items of their own (``event_items``).
+        dropped = {"lines", "lines_complete"}
+        if event.kind == "order_documents":
+            dropped.add("documents")
+        content["order"] = _without(event.order.__dict__, dropped)
     if event.shipment is not None:
         content["shipment"] = _without(event.shipment.__dict__, {"lines"})
         content["raw"] = _shipment_raw_header(event.raw)
@@ -318,12 +358,3 @@ def _decimal_text(value: Decimal) -> str:
     if value == 0:
         return "0"
     return format(value.normalize(), "f")
-
-
-def iter_news(
-    incoming: EventParts, applied: Mapping[str, PartState]
-) -> Iterator[tuple[str, PartState, Verdict]]:
-    """Every part of an event (header first) with its verdict against ``applied``."""
-    yield HEADER, incoming.header, verdict(incoming.header, applied.get(HEADER))
-    for key, state in incoming.lines:
-        yield key, state, verdict(state, applied.get(key))

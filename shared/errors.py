@@ -71,9 +71,11 @@ class ConfigurationError(PermanentError):
 class UpstreamRejected(PermanentError):
     """An upstream API answered with a 4xx that retrying cannot fix."""
 
-    def __init__(self, message: str, *, status: int) -> None:
+    def __init__(self, message: str, *, status: int, path: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.path = path
+        """The API path whose answer this is (None for the login and token calls)."""
 
 
 class BrokerUnavailable(RetryableError):

@@ -36,7 +36,7 @@ from shared.applied import (
     change_key,
     delivery_key,
     document_key,
-    event_lines,
+    event_items,
     parts_of,
     verdict,
     worth_recording,
@@ -84,7 +84,8 @@ class Decision:
     header: bool = False
     """Whether the ERP gets the header (it is news)."""
     lines: tuple[str, ...] = ()
-    """Keys of the lines the ERP gets, in document order."""
+    """Keys of the items the ERP gets, in document order: lines (``shared.applied.line_key``),
+    or the attached documents of an order-documents event."""
     record: Record | None = None
     """What to record once the adapter succeeded (only when applying)."""
     change: str = ""
@@ -133,7 +134,14 @@ def decide(
     record: dict[str, PartState] = {}
     if header == "news":
         record[HEADER] = parts.header
+    # Release 1 recorded no line it could not stamp (Apicbase packages, zone-less lines)
+    # but applied it with its document: such a document's unrecorded lines are known
+    # unless the document is newer than what release 1 applied.
+    legacy = _legacy_without_lines(known) and header != "news"
     for key, state in parts.lines:
+        if legacy and key not in known:
+            tally["known"] += 1
+            continue
         found = verdict(state, known.get(key))
         if found == "news" and key in echoes:
             tally["echo"] += 1
@@ -160,10 +168,15 @@ def decide(
     )
 
 
+def _legacy_without_lines(known: Mapping[str, PartState]) -> bool:
+    recorded = known.get(HEADER)
+    return recorded is not None and recorded.digest is None and len(known) == 1
+
+
 def _echo_lines(event: CanonicalEvent) -> frozenset[str]:
     """Keys of the lines that reflect our own open request back (``OrderLine.echo``)."""
     return frozenset(
-        key for key, line in event_lines(event) if isinstance(line, OrderLine) and line.echo
+        key for key, line in event_items(event) if isinstance(line, OrderLine) and line.echo
     )
 
 

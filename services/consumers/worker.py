@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from services.consumers import policy
 from services.consumers.adapters import (
@@ -37,8 +37,8 @@ from services.consumers.adapters import (
 )
 from services.consumers.config import Route
 from services.consumers.metrics import ConsumerMetrics
-from shared.applied import event_lines
-from shared.errors import InvalidPayload
+from shared.applied import event_items
+from shared.errors import InvalidPayload, StateUnavailable
 from shared.logging import get_logger
 from shared.schema.codec import decode_event
 from shared.schema.models import CanonicalEvent
@@ -77,6 +77,8 @@ class RouteBroker(Protocol):
 
 
 Clock = Callable[[], datetime]
+RECORD_RETRY_PAUSES: Final = (0.05, 0.25, 1.0)
+"""Pauses between in-place attempts to record an effect the adapter already made."""
 _Applying = tuple[Incoming, CanonicalEvent, policy.Decision]
 
 
@@ -186,7 +188,21 @@ class RouteWorker:
         )
 
     async def _record(self, record: Record | None) -> bool:
+        """Record an effect that happened, retrying in place a few times first.
+
+        Sending the message to a delay queue instead would let later events of the
+        document overtake it; it would then come back with less news and another
+        change key, and the adapter could not recognise the effect it already made.
+        """
         assert record is not None, "an applying decision always says what to record"
+        for pause in RECORD_RETRY_PAUSES:
+            try:
+                return await self._ledger.record_applied(self.route.name, record)
+            except StateUnavailable as exc:
+                log.info(
+                    "ledger unavailable; recording again", route=self.route.name, error=str(exc)
+                )
+                await asyncio.sleep(pause)
         return await self._ledger.record_applied(self.route.name, record)
 
     async def _effects(self, items: list[Application]) -> list[BaseException | None]:
@@ -278,7 +294,7 @@ class RouteWorker:
 def _application(
     route: str, message: Incoming, event: CanonicalEvent, decision: policy.Decision
 ) -> Application:
-    every_line = len(decision.lines) == len(event_lines(event))
+    every_line = len(decision.lines) == len(event_items(event))
     return Application(
         route,
         event,

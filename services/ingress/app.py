@@ -55,6 +55,9 @@ log = get_logger(__name__)
 OFFLOAD_BYTES: Final = 256 * 1024
 """Bodies larger than this are decoded and normalized in a worker thread."""
 
+REFETCH_PAUSE: Final = 1.0
+"""Seconds before asking the API once more about a document it answered 404 for."""
+
 SIGNATURE_HEADER: Final = "X-APIC-WEBHOOK-SIGNATURE"
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 _SANE_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -286,13 +289,20 @@ class _Handlers:
         and backoff, a 429's ``Retry-After``) well inside the platform's webhook
         timeout; when it runs out the fetch is cancelled and the answer is 503,
         which Tradecloud retries later. A document the API does not have is
-        recorded, then answered 404 (``_missing``).
+        recorded, then answered 404 (``_missing``): once the API said so twice,
+        ``REFETCH_PAUSE`` apart, as a webhook may reach us before the document
+        it announces is readable through the API (read-after-write), and a 404
+        ends the platform's retries for good.
         """
         budget = self._deps.fetch_timeout_seconds
         scope = asyncio.timeout(budget)
         try:
             async with scope:
-                return await fetch(document_id)
+                try:
+                    return await fetch(document_id)
+                except DocumentNotFound:
+                    await asyncio.sleep(min(REFETCH_PAUSE, budget / 4))
+                    return await fetch(document_id)
         except TimeoutError:
             if not scope.expired():
                 raise  # not our budget: the middleware answers it like any other error

@@ -81,13 +81,11 @@ class TradecloudFetcher:
     the client raises as ``UpstreamRejected(status=404)`` too ("Tradecloud
     login answered 404 without tokens"), checked against the simulator. Were
     every 404 taken as "no such document", such a misconfiguration would
-    refuse (404) and so lose every GET webhook. The client's error carries no
-    structured request path, so the document's 404 is recognized by the
-    message the client builds for it (``Tradecloud GET <path> answered 404``).
-    Should that wording ever change, a document's 404 falls back to the
-    ``UpstreamRejected`` 502 (retried forever, as before this check existed):
-    noisy, never lossy. tests/integration/ingress/test_ingress_get_webhook.py
-    pins both readings against the real client and the simulator.
+    refuse (404) and so lose every GET webhook. So only a 404 whose ``path``
+    is the document's own (``UpstreamRejected.path``, set by the client for
+    API calls, never for the login) counts.
+    tests/integration/ingress/test_ingress_get_webhook.py pins both readings
+    against the real client and the simulator.
 
     A wrong base URL that still reaches a Tradecloud login (another
     environment) fails the login with 401/403 (other credentials), again a
@@ -124,5 +122,4 @@ class TradecloudFetcher:
 
 def _document_missing(kind: Kind, document_id: str, exc: UpstreamRejected) -> bool:
     """True when ``exc`` is the 404 answer to the document's own path (not the login's)."""
-    path = f"/{kind}/{quote(document_id, safe='')}"
-    return exc.status == 404 and str(exc).startswith(f"Tradecloud GET {path} answered 404")
+    return exc.status == 404 and exc.path == f"/{kind}/{quote(document_id, safe='')}"

@@ -235,7 +235,9 @@ class TradecloudClient:
         _classify(status, headers, f"Tradecloud {method} {path}")
         if status >= 400:
             raise UpstreamRejected(
-                f"Tradecloud {method} {path} answered {status}: {body[:200]!r}", status=status
+                f"Tradecloud {method} {path} answered {status}: {body[:200]!r}",
+                status=status,
+                path=path,
             )
         return loads_exact(body) if body else None
 

@@ -270,7 +270,8 @@ class AppliedParts(_Model):
     )
     lines: list[str] = Field(
         default_factory=list,
-        description="Keys (line id, else position) of the lines included, all of them news.",
+        description="Keys of the items included, all of them news: lines (line id, else "
+        "position), or the attached documents of an order-documents event.",
     )
 
 

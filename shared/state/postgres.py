@@ -198,6 +198,18 @@ async def record_applied_in(conn: Connection, route: str, record: Record) -> boo
 
     On False nothing was written and your transaction is still usable.
     """
+    return await record_parts_in(conn, route, record) is not None
+
+
+async def record_parts_in(
+    conn: Connection, route: str, record: Record
+) -> dict[str, PartState] | None:
+    """``record_applied_in`` that says which parts it wrote (None: nothing new).
+
+    Decided again under the document's lock, the parts written may be fewer
+    than asked for (another replica recorded some meanwhile): an adapter that
+    records in its own transaction applies exactly those.
+    """
     parts = check_record(record)
     try:
         async with conn.transaction():
@@ -225,8 +237,8 @@ async def record_applied_in(conn: Connection, route: str, record: Record) -> boo
                 [writes[name].digest for name in names],
             )
     except _Duplicate:
-        return False
-    return True
+        return None
+    return writes
 
 
 async def _parts_in(

@@ -50,7 +50,7 @@ from shared.normalize.apicbase import normalize_purchase_order
 from shared.normalize.tradecloud import normalize_polled_order, normalize_polled_shipment
 from shared.schema.codec import decode_event, loads_exact
 from shared.schema.models import CanonicalEvent
-from tests.support.mirror import applied_twice, differences, fold
+from tests.support.mirror import applied_twice, differences, fold, lines_of
 from tests.support.postgres import private_database
 from tests.support.pulling import start_service
 from tests.support.rabbit import list_queues
@@ -202,7 +202,7 @@ path = "{inbox / "orders"}"
 
 [[routes]]
 name = "e2e-mirror-{suffix}"
-bindings = ["tradecloud.order.#"]
+bindings = ["tradecloud.order.#", "tradecloud.order_documents.#"]
 shards = 2
 retry_delays = [1, 2]
 skip_echo = false
@@ -472,6 +472,19 @@ async def check_outcome(
         for document in truth["orders"].values()
     ]
 
+    attached = {
+        (event.document_id, key)
+        for event in mirror
+        if event.kind == "order_documents"
+        for key in lines_of(event)
+    }
+    on_platform = {
+        (order_id, str(document["objectId"]))
+        for order_id, order in truth["orders"].items()
+        for document in documents_of(order)
+    }
+    assert on_platform, "the lifecycle attaches documents"
+    assert on_platform <= attached, f"attachments missing: {sorted(on_platform - attached)[:5]}"
     echo_lines = [
         (event.document_id, line.line_id)
         for event in orders_route
@@ -516,6 +529,18 @@ async def check_outcome(
     for route in ("orders", "mirror", "shipments"):
         assert queues[f"orderbridge.route.e2e-{route}-{suffix}.dead-letter"] == 0
     assert queues.get("orderbridge.invalid", 0) == 0
+
+
+def documents_of(order: Any) -> list[Any]:
+    """Every document attached to a Tradecloud order: order level and line level, both sides."""
+    found = [
+        *order["buyerOrder"].get("documents", []),
+        *order["supplierOrder"].get("documents", []),
+    ]
+    for line in order["lines"]:
+        found += line.get("buyerLine", {}).get("documents", [])
+        found += line.get("supplierLine", {}).get("documents", [])
+    return found
 
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

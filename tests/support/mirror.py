@@ -74,12 +74,18 @@ def header_of(event: CanonicalEvent) -> dict[str, Any]:
 
 
 def lines_of(event: CanonicalEvent) -> dict[str, dict[str, Any]]:
+    """Lines by key; for an order-documents event, its attached documents by object id."""
+    seconds = event.source == "apicbase"
+    if event.kind == "order_documents" and event.order is not None:
+        return {
+            str(doc["object_id"] or doc["url"] or doc["name"]): _plain(doc, seconds)
+            for doc in event.order.documents
+        }
     source: list[OrderLine | ShipmentLine] = []
     if event.order is not None:
         source.extend(event.order.lines)
     if event.shipment is not None:
         source.extend(event.shipment.lines)
-    seconds = event.source == "apicbase"
     return {
         _line_key(line, i): {
             k: _plain(v, seconds) for k, v in line.__dict__.items() if k not in _LINE_CHANNEL_FIELDS

@@ -29,7 +29,7 @@ from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
-from shared.applied import event_lines
+from shared.applied import event_items
 from shared.errors import ConfigurationError
 from shared.schema.codec import encode_event
 from shared.schema.models import AppliedParts, CanonicalEvent
@@ -48,7 +48,8 @@ class Application:
     header: bool = True
     """Whether the header applies (it is news to the ERP)."""
     lines: tuple[str, ...] | None = None
-    """Keys of the lines to apply (``shared.applied.line_key``); None = every line."""
+    """Keys of the items to apply (``shared.applied.event_items``: lines, or the documents
+    of an order-documents event); None = every one."""
     change: str = ""
     """The change's identity (``shared.applied.change_key``); the event id when empty."""
 
@@ -63,31 +64,24 @@ class Application:
 
     @cached_property
     def effective_event(self) -> CanonicalEvent:
-        """The event with only the lines to apply, and ``applied`` saying what applies."""
+        """The event with only the items to apply, and ``applied`` saying what applies."""
         if self.whole:
             return self.event
         wanted = set(self.lines) if self.lines is not None else None
-        keys = [key for key, _ in event_lines(self.event)]
-        kept = [key for key in keys if wanted is None or key in wanted]
+        keyed = event_items(self.event)
+        kept = [key for key, _ in keyed if wanted is None or key in wanted]
+        items = [item for key, item in keyed if wanted is None or key in wanted]
         update: dict[str, object] = {
             "applied": AppliedParts(header=self.header, lines=kept),
         }
-        if self.event.order is not None:
-            lines = [
-                line
-                for key, line in zip(keys, self.event.order.lines, strict=True)
-                if wanted is None or key in wanted
-            ]
+        if self.event.kind == "order_documents" and self.event.order is not None:
+            update["order"] = self.event.order.model_copy(update={"documents": items})
+        elif self.event.order is not None:
             update["order"] = self.event.order.model_copy(
-                update={"lines": lines, "lines_complete": False}
+                update={"lines": items, "lines_complete": False}
             )
         elif self.event.shipment is not None:
-            shipment_lines = [
-                line
-                for key, line in zip(keys, self.event.shipment.lines, strict=True)
-                if wanted is None or key in wanted
-            ]
-            update["shipment"] = self.event.shipment.model_copy(update={"lines": shipment_lines})
+            update["shipment"] = self.event.shipment.model_copy(update={"lines": items})
         return self.event.model_copy(update=update)
 
     @cached_property

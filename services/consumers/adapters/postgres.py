@@ -5,13 +5,19 @@ Tables (created on first use in the ERP database named by ``url``):
 * ``erp_orders`` — one row per (source, document_id): header, statuses, version;
 * ``erp_order_lines`` — one row per (source, document_id, line_key): item,
   first delivery date and quantity, net price, statuses, the line's stamp;
-* ``erp_shipments`` — one row per (source, document_id), lines as JSONB (a
-  line that changed replaces its entry, the others stay).
+* ``erp_shipments`` — one row per (source, document_id), lines as JSONB (each
+  entry with its ``line_key``; a line that changed replaces its entry, the
+  others stay; a newer header brings the shipment's current set of lines);
+* ``erp_order_documents`` — one row per attached document (source,
+  document_id, document_key): who attached it, on which line, its object id
+  or URL, name and type (order-documents events; the file is fetched apart).
 
-Only what the route's policy found news is written: the header row when the
-header applies, the line rows of the lines that apply. Rows never move
-backwards even so: a header updates only for an equal or newer version, a line
-only for an equal or newer ``last_updated_at`` (defence in depth).
+Only what the route's policy found news, and the ledger confirmed under the
+document's lock, is written: the header row when the header applies, the rows
+of the lines (documents) that apply. Rows never move backwards even so: a
+header updates only for an equal or newer version (a shipment for an equal or
+newer stamp), a line only for an equal or newer ``last_updated_at``; stamps
+are stored as instants, a zone-less one read as UTC (defence in depth).
 
 The route's ledger (deliveries and applied parts; the tables of
 ``shared.state.postgres``) lives in the same database and is written **in the
@@ -23,15 +29,16 @@ is exactly once even across crashes. An ERP import job reads the staging tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
 from services.consumers.adapters import Application
-from shared.applied import line_key
+from shared.applied import HEADER, Item, event_items, instant, line_key
 from shared.errors import ConfigurationError, RetryableError
-from shared.schema.models import CanonicalEvent, ShipmentLine
+from shared.schema.models import CanonicalEvent, OrderLine, ShipmentLine
 from shared.state import postgres as ledger
 from shared.state.port import AppliedDocument, Lookup, Record
 
@@ -66,6 +73,21 @@ CREATE TABLE IF NOT EXISTS erp_order_lines (
     version BIGINT,
     event_id TEXT NOT NULL,
     PRIMARY KEY (source, document_id, line_key));
+CREATE TABLE IF NOT EXISTS erp_order_documents (
+    source TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    document_key TEXT NOT NULL,
+    owner TEXT,
+    line_position TEXT,
+    object_id TEXT,
+    url TEXT,
+    name TEXT,
+    description TEXT,
+    type TEXT,
+    version BIGINT,
+    event_id TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, document_id, document_key));
 CREATE TABLE IF NOT EXISTS erp_shipments (
     source TEXT NOT NULL,
     document_id TEXT NOT NULL,
@@ -119,6 +141,19 @@ ON CONFLICT (source, document_id) DO UPDATE SET
     process_status = EXCLUDED.process_status, logistics_status = EXCLUDED.logistics_status,
     lines = EXCLUDED.lines, last_updated_at = EXCLUDED.last_updated_at,
     event_id = EXCLUDED.event_id
+WHERE s.last_updated_at IS NULL OR EXCLUDED.last_updated_at IS NULL
+   OR EXCLUDED.last_updated_at >= s.last_updated_at
+"""
+
+_DOCUMENT = """
+INSERT INTO erp_order_documents (source, document_id, document_key, owner, line_position,
+    object_id, url, name, description, type, version, event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (source, document_id, document_key) DO UPDATE SET
+    owner = EXCLUDED.owner, line_position = EXCLUDED.line_position,
+    object_id = EXCLUDED.object_id, url = EXCLUDED.url, name = EXCLUDED.name,
+    description = EXCLUDED.description, type = EXCLUDED.type, version = EXCLUDED.version,
+    event_id = EXCLUDED.event_id, applied_at = now()
 """
 
 _SHIPMENT_LINES = """
@@ -170,15 +205,16 @@ class PostgresAdapter:
     async def apply(self, item: Application) -> None:
         pool = await self._ready()
         async with pool.acquire() as conn, conn.transaction():
-            await _upsert(conn, item)
+            await _upsert(conn, item, None)
 
     async def apply_recorded(self, item: Application, record: Record) -> bool:
         pool = await self._ready()
         try:
             async with pool.acquire() as conn, conn.transaction():
-                if not await ledger.record_applied_in(conn, item.route, record):
+                written = await ledger.record_parts_in(conn, item.route, record)
+                if written is None:
                     return False
-                await _upsert(conn, item)
+                await _upsert(conn, item, set(written))
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
             raise RetryableError(f"ERP database: {exc}", retry_after=5) from None
         return True
@@ -188,51 +224,96 @@ class PostgresAdapter:
             await self._pool.close()
 
 
-async def _upsert(conn: ledger.Connection, item: Application) -> None:
-    event = item.effective_event
-    stamp = event.last_updated_at["utc"] if event.last_updated_at else None
-    if event.shipment is not None:
-        await _upsert_shipment(conn, item, stamp)
-        return
-    order = event.order
-    if order is None:
-        return
-    if item.header:
-        await conn.execute(
-            _ORDER,
+async def _upsert(conn: ledger.Connection, item: Application, written: set[str] | None) -> None:
+    """Write what ``item`` applies, narrowed to the parts the ledger wrote (``written``)."""
+    event = item.event
+    keyed = event_items(event)
+    wanted = {key for key, _ in keyed} if item.lines is None else set(item.lines)
+    if written is not None:
+        wanted &= written
+    header = item.header and (written is None or HEADER in written)
+    stamp = instant(event.last_updated_at)
+    if event.kind == "order_documents":
+        await _upsert_documents(conn, event, [(k, i) for k, i in keyed if k in wanted])
+    elif event.shipment is not None:
+        await _upsert_shipment(conn, event, keyed, wanted, header, stamp)
+    elif event.order is not None:
+        if header:
+            await conn.execute(
+                _ORDER,
+                event.source,
+                event.document_id,
+                event.document_number,
+                event.version,
+                event.process_status,
+                event.logistics_status,
+                event.order.buyer.account_number,
+                event.order.supplier.account_number,
+                stamp,
+                event.event_id,
+            )
+        rows = [
+            _line_row(event, key, line)
+            for key, line in keyed
+            if key in wanted and isinstance(line, OrderLine)
+        ]
+        if rows:
+            await conn.executemany(_LINE, rows)
+
+
+async def _upsert_documents(
+    conn: ledger.Connection, event: CanonicalEvent, documents: list[tuple[str, Item]]
+) -> None:
+    rows = [
+        (
             event.source,
             event.document_id,
-            event.document_number,
+            key,
+            doc["owner"],
+            doc["line_position"],
+            doc["object_id"],
+            doc["url"],
+            doc["name"],
+            doc["description"],
+            doc["type"],
             event.version,
-            event.process_status,
-            event.logistics_status,
-            order.buyer.account_number,
-            order.supplier.account_number,
-            stamp,
             event.event_id,
         )
-    rows = [_line_row(event, line_key(line, i), line) for i, line in enumerate(order.lines)]
+        for key, doc in documents
+        if isinstance(doc, dict)
+    ]
     if rows:
-        await conn.executemany(_LINE, rows)
+        await conn.executemany(_DOCUMENT, rows)
 
 
-async def _upsert_shipment(conn: ledger.Connection, item: Application, stamp: Any) -> None:
-    """The header row when the header applies; the lines that apply replace their entries."""
-    event = item.effective_event
+async def _upsert_shipment(
+    conn: ledger.Connection,
+    event: CanonicalEvent,
+    keyed: list[tuple[str, Item]],
+    wanted: set[str],
+    header: bool,
+    stamp: datetime | None,
+) -> None:
+    """The lines that apply replace their entries; a newer header brings the current set."""
     assert event.shipment is not None
     current = await conn.fetchval(
         "SELECT lines FROM erp_shipments WHERE source = $1 AND document_id = $2 FOR UPDATE",
         event.source,
         event.document_id,
     )
-    merged: dict[str, Any] = {}
-    if current is not None:
-        for index, entry in enumerate(orjson.loads(current)):
-            merged[_shipment_line_key(entry, index)] = entry
-    for index, line in enumerate(event.shipment.lines):
-        merged[line_key(line, index)] = line.model_dump(mode="json")
-    lines = orjson.dumps(list(merged.values())).decode()
-    if item.header or current is None:
+    stored: dict[str, Any] = {}
+    for index, entry in enumerate(orjson.loads(current) if current is not None else []):
+        stored[entry.get("line_key") or _stored_line_key(entry, index)] = entry
+    entries = {
+        key: {**line.model_dump(mode="json"), "line_key": key}
+        for key, line in keyed
+        if isinstance(line, ShipmentLine)
+    }
+    if header or current is None:
+        # The shipment as of this state: its lines, changed ones new, the others as kept.
+        merged = [
+            entries[key] if key in wanted else stored.get(key, entries[key]) for key, _ in keyed
+        ]
         await conn.execute(
             _SHIPMENT,
             event.source,
@@ -241,16 +322,18 @@ async def _upsert_shipment(conn: ledger.Connection, item: Application, stamp: An
             event.version,
             event.process_status,
             event.logistics_status,
-            lines,
+            orjson.dumps(merged).decode(),
             stamp,
             event.event_id,
         )
-    else:
-        await conn.execute(_SHIPMENT_LINES, event.source, event.document_id, lines, event.event_id)
+        return
+    stored.update({key: entry for key, entry in entries.items() if key in wanted})
+    lines = orjson.dumps(list(stored.values())).decode()
+    await conn.execute(_SHIPMENT_LINES, event.source, event.document_id, lines, event.event_id)
 
 
-def _shipment_line_key(entry: Any, index: int) -> str:
-    """``shared.applied.line_key`` of a shipment line stored as JSON."""
+def _stored_line_key(entry: Any, index: int) -> str:
+    """The key of a line stored before entries carried their ``line_key``."""
     return line_key(ShipmentLine.model_validate(entry), index)
 
 
@@ -271,7 +354,7 @@ def _line_row(event: CanonicalEvent, key: str, line: Any) -> tuple[Any, ...]:
         money["currency"] if money else None,
         line.process_status,
         line.logistics_status,
-        line.last_updated_at["utc"] if line.last_updated_at else None,
+        instant(line.last_updated_at),
         event.version,
         event.event_id,
     )

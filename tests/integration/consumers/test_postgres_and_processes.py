@@ -127,6 +127,17 @@ async def test_postgres_adapter_keeps_shipment_lines_that_did_not_change(
     approved = shipment_event(
         shipment_document("sh-1", minute=2, line_minutes=(1, 1), status="Approved")
     )
+    documents = tradecloud.normalize_order_webhook(
+        {
+            "eventName": "OrderDocumentsAttachedBySupplier",
+            "orderDocumentsEvent": {
+                "orderId": "pg-docs",
+                "version": 4,
+                "supplierOrder": {"documents": [{"name": "terms.pdf", "objectId": "obj-1"}]},
+            },
+        },
+        received_at=T0,
+    )
     applied: AppliedDocument | None = None
     for event in (issued, approved):
         decision = decide(event, route, delivered=False, applied=applied)
@@ -135,14 +146,32 @@ async def test_postgres_adapter_keeps_shipment_lines_that_did_not_change(
         item = Application("r", event, encode_event(event), decision.header, lines)
         assert await adapter.apply_recorded(item, decision.record)
         applied = await adapter.applied_document("r", decision.record.document)
-    await adapter.close()
     conn = await asyncpg.connect(erp_database)
     try:
         row = await conn.fetchrow("SELECT process_status, lines FROM erp_shipments")
         assert row is not None and row["process_status"] == "Approved"
         assert len(orjson.loads(row["lines"])) == 2, "unchanged lines are kept"
+        # Reissued with one line: the shipment's current set of lines, not a union.
+        reissued = shipment_event(
+            shipment_document("sh-1", minute=3, line_minutes=(3,), status="Issued")
+        )
+        decision = decide(reissued, route, delivered=False, applied=applied)
+        assert decision.record is not None
+        item = Application("r", reissued, encode_event(reissued), decision.header)
+        assert await adapter.apply_recorded(item, decision.record)
+        lines = orjson.loads(await conn.fetchval("SELECT lines FROM erp_shipments"))
+        assert [line["line_key"] for line in lines] == ["PO-1/1/1/1"]
+        # An order-documents event writes its documents, not the order's header row.
+        decision = decide(documents, route, delivered=False, applied=None)
+        assert decision.record is not None
+        item = Application("r", documents, encode_event(documents), decision.header)
+        assert await adapter.apply_recorded(item, decision.record)
+        assert await conn.fetchval("SELECT count(*) FROM erp_orders") == 0
+        row = await conn.fetchrow("SELECT object_id, name, owner FROM erp_order_documents")
+        assert row is not None and tuple(row) == ("obj-1", "terms.pdf", "supplier")
     finally:
         await conn.close()
+        await adapter.close()
 
 
 async def test_two_consumer_processes_apply_interleaved_versions_in_order(

@@ -120,16 +120,19 @@ class ErpStub:
         self.down_until = 0.0
         self.poison: set[str] = set()
         self.accepted: dict[str, int] = {}
+        self.keys: dict[str, set[str]] = {}
+        """Idempotency-Key headers seen per document (every call, refused ones too)."""
         self.calls = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls += 1
+        event = decode_event(await request.read())
+        key = request.headers.get("Idempotency-Key", "")
+        self.keys.setdefault(event.document_id, set()).add(key)
         if asyncio.get_running_loop().time() < self.down_until:
             return web.Response(status=503, text="maintenance")
-        event = decode_event(await request.read())
         if event.document_id in self.poison:
             return web.Response(status=422, text="unknown article number")
-        assert request.headers["Idempotency-Key"], "the change key, for the ERP to dedupe on"
         self.accepted[event.idempotency_key] = self.accepted.get(event.idempotency_key, 0) + 1
         return web.Response(status=201)
 
@@ -168,6 +171,10 @@ async def test_erp_down_then_up_delivers_everything_once(
         await publisher.publish_many(events)
         await runner.drain(quiet_for=1.0)
     assert stub.accepted == {event.idempotency_key: 1 for event in events}
+    assert [len(keys) for keys in stub.keys.values()] == [1] * 10, (
+        "a retried change keeps its Idempotency-Key"
+    )
+    assert all(key for keys in stub.keys.values() for key in keys)
     counts = outcomes(metrics, route.name)
     assert counts["applied"] == 10 and counts["retried"] >= 10
     assert "dead_lettered" not in counts

@@ -16,7 +16,7 @@ from services.consumers.worker import RouteWorker
 from shared.errors import PermanentError, RetryableError, StateUnavailable
 from shared.metrics import new_registry
 from shared.state.memory import MemoryStateStore
-from shared.state.port import Lookup
+from shared.state.port import Lookup, Record
 from tests.support.consumers import make_route, outcomes
 from tests.support.documents import Line, OrderState
 
@@ -134,3 +134,19 @@ async def test_a_pushed_webhook_records_its_delivery() -> None:
     await s.worker.handle([FakeMessage.of(webhook)])
     answers = await s.ledger.lookup(ROUTE.name, [Lookup("tradecloud:order:m-1", "d")])
     assert answers == [(True, None)]
+
+
+async def test_a_failed_record_after_the_effect_is_retried_in_place_not_requeued() -> None:
+    class FlakyLedger(MemoryStateStore):
+        failures = 2
+
+        async def record_applied(self, route: str, record: Record) -> bool:
+            if self.failures:
+                self.failures -= 1
+                raise StateUnavailable("database failing over")
+            return await super().record_applied(route, record)
+
+    s = Setup(FlakyLedger())
+    await s.worker.handle([FakeMessage.of(V5.polled())])
+    assert s.broker.what() == ["ack"] and len(s.adapter.applied) == 1
+    assert s.outcomes() == {"applied": 1}, "recorded on the third attempt, not re-queued"

@@ -116,7 +116,7 @@ async def test_a_document_gone_upstream_is_recorded_then_answered_404(
     assert_error(payload, 404, "document_not_found")
     assert MISSING in payload["message"] and payload["path"] == parameter
     assert publisher.events == []
-    assert fetcher.fetched == [(kind, MISSING)]
+    assert fetcher.fetched == [(kind, MISSING)] * 2, "asked twice, a pause apart"
     (record,) = quarantine.records
     assert record.kind == kind
     assert record.document["document_id"] == MISSING
@@ -288,3 +288,28 @@ async def test_budget_cancellation_leaves_the_server_serving(
         fetcher.hang = False
         assert await one() == 202
     assert fetcher.cancelled == 5
+
+
+async def test_a_document_the_api_shows_a_moment_later_is_published_not_refused(
+    publisher: RecordingPublisher, quarantine: RecordingQuarantine
+) -> None:
+    """Read-after-write: the webhook may come before the API shows the document."""
+
+    class LaggingFetcher(FakeFetcher):
+        async def fetch_order(self, order_id: str) -> Any:
+            try:
+                return await super().fetch_order(order_id)
+            finally:
+                self.orders[order_id] = {**GET_ORDER, "id": order_id}
+
+    fetcher = LaggingFetcher()
+    deps = test_deps(publisher, fetcher=fetcher, quarantine=quarantine)
+    async with (
+        serve(deps) as (url, _),
+        client(url) as session,
+        session.get(f"/webhooks/tradecloud/orders/{MISSING}", headers=BEARER) as response,
+    ):
+        assert response.status == 202, await response.text()
+    assert fetcher.fetched == [("order", MISSING)] * 2
+    assert [event.document_id for event in publisher.events] == [MISSING]
+    assert quarantine.records == []
