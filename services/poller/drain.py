@@ -67,9 +67,10 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
+from shared.applied import instant
 from shared.clients.tradecloud import PollPage
 from shared.errors import InvalidPayload
 from shared.logging import get_logger
@@ -296,10 +297,10 @@ class _Run:
         if last is None:
             return None
         floor = _instant(self.anchor)
-        for instant, text in reversed(self.stamps):
-            if instant is None or text is None or instant >= last:
+        for moment, text in reversed(self.stamps):
+            if moment is None or text is None or moment >= last:
                 continue  # unparsable, or the last stamp's tie group: it is re-read
-            if (floor is not None and instant <= floor) or text == self.anchor:
+            if (floor is not None and moment <= floor) or text == self.anchor:
                 return None
             return text
         return None
@@ -373,14 +374,10 @@ def _instant(text: str) -> datetime | None:
     """``text`` as a UTC instant; a zone-less date-time is read as UTC; else None.
 
     Tradecloud's cursors carry ``Z``, but documents' own stamps may not
-    (api-facts §7.1): comparing them needs one reading of both.
+    (api-facts §7.1): comparing them needs one reading of both, the same the
+    consumers use (``shared.applied.instant``).
     """
-    parsed = parse_timestamp(text)
-    if parsed["kind"] == "instant":
-        return parsed["utc"]
-    if parsed["kind"] == "local":
-        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC)
-    return None
+    return instant(parse_timestamp(text))
 
 
 def identity(document: Any) -> Identity:

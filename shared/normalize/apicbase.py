@@ -5,7 +5,8 @@ supplier order list have the same shape (seed 004, api-facts §5.3): prices are
 strings, ``quantity_ordered`` an integer, dates in no documented format.
 
 An Apicbase order is immutable once ``ORDERED`` and has no version; its
-identity is its ``id`` (a re-placed order keeps it, api-facts §5.6). Its
+identity is its ``id``: an order whose push failed stays in the cart and the
+customer places it again (api-facts §5.2), keeping its id. Its
 idempotency key names its state by a digest of the normalized order
 (``shared.applied.state_digest``: decimals by value, ``ordered_on`` in UTC to
 the second), so the webhook copy and the API copy (which adds bookkeeping

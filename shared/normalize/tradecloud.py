@@ -682,7 +682,7 @@ def _event(
     )
     event = CanonicalEvent.model_validate(
         {
-            "event_id": keys.event_id(key, channel, message_id, event_name),
+            "event_id": keys.event_id(key, channel, message_id, event_name) if key else "",
             "idempotency_key": key,
             "source": "tradecloud",
             "channel": channel,
