@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 import orjson
@@ -68,6 +69,7 @@ _SHIPMENT_RAW_HEADER: Final = ("status", "locations", "meta")
 ETA windows, ``supplierErpMeta``): hashed from the shipment object, which is the
 same in a webhook and a poll."""
 _SHIPMENT_FIELDS: Final = ("shipment", "shipmentEvent")
+_SCALARS: Final = frozenset({str, int, bool, float, type(None)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +162,16 @@ def instant(stamp: Timestamp | None) -> datetime | None:
     """
     if stamp is None:
         return None
-    if stamp["utc"] is not None:
-        return stamp["utc"]
-    if stamp["kind"] != "local":
+    return _moment(stamp["text"], stamp["kind"], stamp["utc"])
+
+
+def _moment(text: str, kind: str, utc: datetime | None) -> datetime | None:
+    if utc is not None:
+        return utc
+    if kind != "local":
         return None
     try:
-        return datetime.fromisoformat(stamp["text"].strip()).replace(tzinfo=UTC)
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -307,30 +313,48 @@ def _without(fields: Mapping[str, Any], dropped: frozenset[str] | set[str]) -> d
 
 
 def _digest(content: Any, precision: Precision) -> str:
-    canonical = orjson.dumps(_canonical(content, precision), option=orjson.OPT_SORT_KEYS)
+    canonical = orjson.dumps(_canonical(content, precision, {}), option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(canonical, digest_size=_DIGEST_BYTES).hexdigest()
 
 
-def _canonical(value: Any, precision: Precision) -> Any:
+def _canonical(value: Any, precision: Precision, seen: dict[int, Any]) -> Any:
     """JSON-able content in which equal states are equal values.
 
     Decimals by value (``26.10`` is ``26.1``), timestamps as UTC instants cut to
     ``precision`` (a copy written with microseconds and an offset equals one
-    written with milliseconds and ``Z``), models by their fields.
+    written with milliseconds and ``Z``), models by their fields. Every consumed
+    event pays this, so scalars are returned where they stand, and a structure
+    met twice in one part (a line's schedule and prices "including requests"
+    are the plain ones when no request is open) is converted once (``seen``).
     """
     kind = type(value)
-    if kind is dict:
-        if _is_timestamp(value):
-            return _stamp_text(value, precision)
-        return {key: _canonical(item, precision) for key, item in value.items()}
-    if kind is list or kind is tuple:
-        return [_canonical(item, precision) for item in value]
+    if kind is dict or kind is list:
+        known = seen.get(id(value))
+        if known is not None:
+            return known
+        if kind is dict:
+            if _is_timestamp(value):
+                converted: Any = _stamp_text(value["text"], value["kind"], value["utc"], precision)
+            else:
+                converted = {
+                    key: item if type(item) in _SCALARS else _canonical(item, precision, seen)
+                    for key, item in value.items()
+                }
+        else:
+            converted = [
+                item if type(item) in _SCALARS else _canonical(item, precision, seen)
+                for item in value
+            ]
+        seen[id(value)] = converted
+        return converted
     if kind is Decimal:
         return _decimal_text(value)
     if kind is datetime:
         return _instant_text(value, precision)
+    if kind is tuple:
+        return [_canonical(item, precision, seen) for item in value]
     if isinstance(value, BaseModel):
-        return _canonical(value.__dict__, precision)
+        return _canonical(value.__dict__, precision, seen)
     return value
 
 
@@ -338,10 +362,12 @@ def _is_timestamp(value: dict[str, Any]) -> bool:
     return len(value) == 3 and "kind" in value and "text" in value and "utc" in value
 
 
-def _stamp_text(stamp: Any, precision: Precision) -> str:
-    moment = instant(stamp)
+@lru_cache(maxsize=4096)
+def _stamp_text(text: str, kind: str, utc: datetime | None, precision: Precision) -> str:
+    """A timestamp's canonical text; stamps repeat across lines and events, hence the cache."""
+    moment = _moment(text, kind, utc)
     if moment is None:
-        return f"{stamp['kind']}:{stamp['text']}"
+        return f"{kind}:{text}"
     return _instant_text(moment, precision)
 
 
@@ -352,6 +378,7 @@ def _instant_text(moment: datetime, precision: Precision) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+@lru_cache(maxsize=4096)
 def _decimal_text(value: Decimal) -> str:
     if not value.is_finite():
         return str(value)

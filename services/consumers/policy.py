@@ -90,6 +90,8 @@ class Decision:
     """What to record once the adapter succeeded (only when applying)."""
     change: str = ""
     """The application's identity (``shared.applied.change_key``): adapters dedupe on it."""
+    every_item: bool = False
+    """True when every item of the event applies (the adapter may take it as published)."""
 
     @property
     def applies(self) -> bool:
@@ -165,6 +167,7 @@ def decide(
         lines=tuple(lines),
         record=Record(delivery_key(event), document, record),
         change=change_key(document, applying),
+        every_item=len(lines) == len(parts.lines),
     )
 
 
@@ -175,6 +178,8 @@ def _legacy_without_lines(known: Mapping[str, PartState]) -> bool:
 
 def _echo_lines(event: CanonicalEvent) -> frozenset[str]:
     """Keys of the lines that reflect our own open request back (``OrderLine.echo``)."""
+    if not event.echo.lines:  # the normalizer found none: spare the walk over the lines
+        return frozenset()
     return frozenset(
         key for key, line in event_items(event) if isinstance(line, OrderLine) and line.echo
     )

@@ -37,7 +37,6 @@ from services.consumers.adapters import (
 )
 from services.consumers.config import Route
 from services.consumers.metrics import ConsumerMetrics
-from shared.applied import event_items
 from shared.errors import InvalidPayload, StateUnavailable
 from shared.logging import get_logger
 from shared.schema.codec import decode_event
@@ -294,13 +293,12 @@ class RouteWorker:
 def _application(
     route: str, message: Incoming, event: CanonicalEvent, decision: policy.Decision
 ) -> Application:
-    every_line = len(decision.lines) == len(event_items(event))
     return Application(
         route,
         event,
         message.body,
         header=decision.header,
-        lines=None if every_line else decision.lines,
+        lines=None if decision.every_item else decision.lines,
         change=decision.change,
     )
 
