@@ -135,15 +135,13 @@ class RouteWorker:
         except Exception as exc:  # the ledger is away: the whole round retries later
             await asyncio.gather(*(self._settle(m, self._failed(m, exc)) for m, _ in decoded))
             return
-        skipped: list[Awaitable[None]] = []
         applying: list[_Applying] = []
         for (message, event), (delivered, applied) in zip(decoded, answers, strict=True):
             decision = policy.decide(event, self.route, delivered=delivered, applied=applied)
             if decision.applies:
                 applying.append((message, event, decision))
-            else:
-                skipped.append(self._settle(message, self._acked(message, decision.outcome)))
-        await asyncio.gather(*skipped)
+            else:  # an ack joins the batch's one multiple-ack: no task needed
+                await self._settle(message, self._acked(message, decision.outcome))
         if applying:
             await self._apply(applying)
 
@@ -179,12 +177,15 @@ class RouteWorker:
         observe = self._metrics.adapter_seconds.labels(self.route.name).observe
         for _ in items:
             observe(elapsed)
-        await asyncio.gather(
-            *(
-                self._settle(message, self._conclude(message, outcome))
-                for (message, _, _), outcome in zip(applying, outcomes, strict=True)
-            )
-        )
+        failed: list[Awaitable[None]] = []
+        for (message, _, _), outcome in zip(applying, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # copies to publish: confirmed together
+                failed.append(self._settle(message, self._failed(message, outcome)))
+            else:  # acks join the batch's one multiple-ack: settled in place, no task each
+                await self._settle(
+                    message, self._acked(message, "applied" if outcome else "duplicate")
+                )
+        await asyncio.gather(*failed)
 
     async def _record(self, record: Record | None) -> bool:
         """Record an effect that happened, retrying in place a few times first.
@@ -220,12 +221,6 @@ class RouteWorker:
     async def _timed(self, work: Awaitable[T]) -> T:
         async with asyncio.timeout(self.route.adapter_timeout):
             return await work
-
-    async def _conclude(self, message: Incoming, outcome: bool | BaseException) -> str:
-        if isinstance(outcome, BaseException):
-            return await self._failed(message, outcome)
-        await self._broker.ack(message)
-        return "applied" if outcome else "duplicate"
 
     async def _failed(self, message: Incoming, failure: BaseException) -> str:
         disposition = policy.after_failure(
