@@ -164,15 +164,16 @@ class RouteWorker:
             )
         else:
             failures = await self._effects(items)
-            outcomes = list(
-                await asyncio.gather(
-                    *(
-                        self._record(record) if failure is None else _raise(failure)
-                        for failure, record in zip(failures, records, strict=True)
-                    ),
-                    return_exceptions=True,
-                )
-            )
+            made = [i for i, failure in enumerate(failures) if failure is None]
+            recorded: list[bool | BaseException]
+            try:
+                recorded = list(await self._record([records[i] for i in made]))
+            except Exception as exc:  # the ledger stayed away: every effect retries
+                recorded = [exc for _ in made]
+            by_index = dict(zip(made, recorded, strict=True))
+            outcomes = [
+                by_index[i] if failure is None else failure for i, failure in enumerate(failures)
+            ]
         elapsed = time.perf_counter() - started
         observe = self._metrics.adapter_seconds.labels(self.route.name).observe
         for _ in items:
@@ -187,23 +188,27 @@ class RouteWorker:
                 )
         await asyncio.gather(*failed)
 
-    async def _record(self, record: Record | None) -> bool:
-        """Record an effect that happened, retrying in place a few times first.
+    async def _record(self, records: list[Record | None]) -> list[bool]:
+        """Record the effects that happened (one call for the round), retrying in place first.
 
-        Sending the message to a delay queue instead would let later events of the
-        document overtake it; it would then come back with less news and another
-        change key, and the adapter could not recognise the effect it already made.
+        Sending the messages to a delay queue instead would let later events of
+        their documents overtake them; they would then come back with less news
+        and another change key, and the adapter could not recognise the effect it
+        already made.
         """
-        assert record is not None, "an applying decision always says what to record"
+        assert all(records), "an applying decision always says what to record"
+        chosen = [record for record in records if record is not None]
+        if not chosen:
+            return []
         for pause in RECORD_RETRY_PAUSES:
             try:
-                return await self._ledger.record_applied(self.route.name, record)
+                return await self._ledger.record_applied_many(self.route.name, chosen)
             except StateUnavailable as exc:
                 log.info(
                     "ledger unavailable; recording again", route=self.route.name, error=str(exc)
                 )
                 await asyncio.sleep(pause)
-        return await self._ledger.record_applied(self.route.name, record)
+        return await self._ledger.record_applied_many(self.route.name, chosen)
 
     async def _effects(self, items: list[Application]) -> list[BaseException | None]:
         """Apply through the adapter (one batch call when it can); a failure per item or None."""
@@ -296,10 +301,6 @@ def _application(
         lines=None if decision.every_item else decision.lines,
         change=decision.change,
     )
-
-
-async def _raise(failure: BaseException) -> bool:
-    raise failure
 
 
 def rounds(batch: Sequence[T], document: Callable[[T], str]) -> list[list[T]]:

@@ -95,6 +95,9 @@ class MemoryStateStore:
                 delivered.add(record.delivery)
             return True
 
+    async def record_applied_many(self, route: str, records: Sequence[Record]) -> list[bool]:
+        return [await self.record_applied(route, record) for record in records]
+
     def not_ready_reason(self) -> str | None:
         return None
 

@@ -129,6 +129,11 @@ class ProcessedStore(Protocol):
         (they come back in UTC).
         """
 
+    async def record_applied_many(self, route: str, records: Sequence[Record]) -> list[bool]:
+        """``record_applied`` for each record in turn, each atomic on its own, in one call
+        (SQLite: one transaction and one fsync for the round). Raises when the store
+        cannot be reached: then nothing of the call is known to be recorded."""
+
 
 class StateStore(CursorStore, TokenStore, LeaseStore, ProcessedStore, Protocol):
     """Everything above, over one connection pool."""

@@ -434,6 +434,13 @@ class PostgresStateStore:
             async with self._pool.acquire() as conn:
                 return await record_applied_in(conn, route, record)
 
+    async def record_applied_many(self, route: str, records: Sequence[Record]) -> list[bool]:
+        for record in records:
+            check_record(record)
+        with self._guard():
+            async with self._pool.acquire() as conn:
+                return [await record_applied_in(conn, route, record) for record in records]
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def not_ready_reason(self) -> str | None:

@@ -339,6 +339,16 @@ class SqliteStateStore:
             self._committer = asyncio.create_task(self._commit_queued())
         return await applied
 
+    async def record_applied_many(self, route: str, records: Sequence[Record]) -> list[bool]:
+        """A round's records in one thread hop and one transaction (each in a savepoint)."""
+        items = [
+            _Applied(route, record.delivery, record.document, check_record(record))
+            for record in records
+        ]
+        if not items:
+            return []
+        return await self._run(_record_batch, items)
+
     async def _commit_queued(self) -> None:
         """Group commit: the events queued meanwhile share one transaction (one fsync).
 

@@ -249,3 +249,12 @@ async def test_many_lines_in_one_event(store: StateStore) -> None:
 async def test_a_healthy_store_is_ready(store: StateStore) -> None:
     await store.get_cursor("tradecloud:orders")
     assert store.not_ready_reason() is None
+
+
+async def test_a_round_is_recorded_at_once_each_record_on_its_own(store: StateStore) -> None:
+    first = Record("m1", DOC, parts(1, T0, h="h1"))
+    other = Record(None, DOC + "-2", parts(1, T0, h="x1"))
+    assert await store.record_applied_many(ROUTE, [first, first, other]) == [True, False, True]
+    assert await store.record_applied_many(ROUTE, []) == []
+    answers = await store.lookup(ROUTE, [Lookup("m1", DOC), Lookup(None, DOC + "-2")])
+    assert answers == [(True, None), (False, AppliedDocument(parts(1, T0, h="x1")))]
