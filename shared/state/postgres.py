@@ -169,10 +169,6 @@ _MISCONFIGURED: tuple[type[BaseException], ...] = (
 )
 
 
-class _Duplicate(Exception):
-    """Raised inside a transaction to roll it back: a key was already recorded."""
-
-
 # -- building blocks on one connection -------------------------------------------------------
 
 
@@ -210,34 +206,49 @@ async def record_parts_in(
     than asked for (another replica recorded some meanwhile): an adapter that
     records in its own transaction applies exactly those.
     """
-    parts = check_record(record)
     try:
         async with conn.transaction():
-            # One writer per (route, document) at a time, until this transaction ends.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"{route}\x1f{record.document}",
-            )
-            if record.delivery is not None:
-                status = await conn.execute(_INSERT_DELIVERY, route, record.delivery)
-                if _row_count(status) != 1:
-                    raise _Duplicate
-            recorded = (await _parts_in(conn, route, [record.document])).get(record.document, {})
-            writes = still_news(parts, recorded)
-            if writes is None:
-                raise _Duplicate
-            names = sorted(writes)
-            await conn.execute(
-                _UPSERT_PARTS,
-                route,
-                record.document,
-                names,
-                [writes[name].version for name in names],
-                [writes[name].stamp for name in names],
-                [writes[name].digest for name in names],
-            )
-    except _Duplicate:
+            return await record_or_raise_in(conn, route, record)
+    except NothingNew:
         return None
+
+
+class NothingNew(Exception):
+    """Raised by ``record_or_raise_in``: the record brought nothing new; roll back."""
+
+
+async def record_or_raise_in(conn: Connection, route: str, record: Record) -> dict[str, PartState]:
+    """Record inside the caller's transaction, without a savepoint of its own.
+
+    Raises ``NothingNew`` when nothing is news anymore: the caller's
+    transaction must then be rolled back (what it wrote is in it). Cheaper by
+    two round trips than ``record_parts_in`` for an adapter that applies its
+    effect in the same transaction and has nothing to keep on a duplicate.
+    """
+    parts = check_record(record)
+    # One writer per (route, document) at a time, until the transaction ends.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        f"{route}\x1f{record.document}",
+    )
+    if record.delivery is not None:
+        status = await conn.execute(_INSERT_DELIVERY, route, record.delivery)
+        if _row_count(status) != 1:
+            raise NothingNew
+    recorded = (await _parts_in(conn, route, [record.document])).get(record.document, {})
+    writes = still_news(parts, recorded)
+    if writes is None:
+        raise NothingNew
+    names = sorted(writes)
+    await conn.execute(
+        _UPSERT_PARTS,
+        route,
+        record.document,
+        names,
+        [writes[name].version for name in names],
+        [writes[name].stamp for name in names],
+        [writes[name].digest for name in names],
+    )
     return writes
 
 

@@ -211,10 +211,10 @@ class PostgresAdapter:
         pool = await self._ready()
         try:
             async with pool.acquire() as conn, conn.transaction():
-                written = await ledger.record_parts_in(conn, item.route, record)
-                if written is None:
-                    return False
+                written = await ledger.record_or_raise_in(conn, item.route, record)
                 await _upsert(conn, item, set(written))
+        except ledger.NothingNew:  # the transaction was rolled back: nothing was applied
+            return False
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
             raise RetryableError(f"ERP database: {exc}", retry_after=5) from None
         return True
