@@ -136,8 +136,12 @@ _LEDGER = """CREATE TABLE IF NOT EXISTS orderbridge_schema_migrations (
     name text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now())"""
 
-_INSERT_DELIVERY = """
-INSERT INTO orderbridge_deliveries (route, delivery) VALUES ($1, $2) ON CONFLICT DO NOTHING"""
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+_LOCK_AND_INSERT_DELIVERY = """
+INSERT INTO orderbridge_deliveries (route, delivery)
+SELECT $2, $3 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked
+ON CONFLICT DO NOTHING"""
 
 _SELECT_PARTS = """
 SELECT document, part, version, stamp, digest FROM orderbridge_applied_parts
@@ -226,13 +230,13 @@ async def record_or_raise_in(conn: Connection, route: str, record: Record) -> di
     effect in the same transaction and has nothing to keep on a duplicate.
     """
     parts = check_record(record)
-    # One writer per (route, document) at a time, until the transaction ends.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        f"{route}\x1f{record.document}",
-    )
-    if record.delivery is not None:
-        status = await conn.execute(_INSERT_DELIVERY, route, record.delivery)
+    # One writer per (route, document) at a time, until the transaction ends; the
+    # delivery is inserted in the same statement, after the lock (one round trip).
+    lock = f"{route}\x1f{record.document}"
+    if record.delivery is None:
+        await conn.execute(_LOCK, lock)
+    else:
+        status = await conn.execute(_LOCK_AND_INSERT_DELIVERY, lock, route, record.delivery)
         if _row_count(status) != 1:
             raise NothingNew
     recorded = (await _parts_in(conn, route, [record.document])).get(record.document, {})
@@ -274,18 +278,16 @@ async def applied_document_in(
 async def lookup_in(
     conn: Connection, route: str, lookups: Sequence[Lookup]
 ) -> list[tuple[bool, AppliedDocument | None]]:
-    """``StateStore.lookup`` on ``conn``: two statements for a whole round."""
+    """``StateStore.lookup`` on ``conn``: one statement for a whole round."""
     deliveries = [item.delivery for item in lookups if item.delivery is not None]
-    delivered: set[str] = set()
-    if deliveries:
-        rows = await conn.fetch(
-            """SELECT delivery FROM orderbridge_deliveries
-               WHERE route = $1 AND delivery = ANY($2::text[])""",
-            route,
-            deliveries,
-        )
-        delivered = {row["delivery"] for row in rows}
-    documents = await _parts_in(conn, route, sorted({item.document for item in lookups}))
+    rows = await conn.fetch(_LOOKUP, route, deliveries, sorted({item.document for item in lookups}))
+    delivered = {row["document"] for row in rows if row["part"] is None}
+    documents: dict[str, dict[str, PartState]] = {}
+    for row in rows:
+        if row["part"] is not None:
+            documents.setdefault(row["document"], {})[row["part"]] = PartState(
+                row["version"], row["stamp"], row["digest"]
+            )
     results: list[tuple[bool, AppliedDocument | None]] = []
     for item in lookups:
         if item.delivery is not None and item.delivery in delivered:
@@ -294,6 +296,16 @@ async def lookup_in(
         parts = documents.get(item.document)
         results.append((False, None if parts is None else AppliedDocument(parts)))
     return results
+
+
+_LOOKUP = """
+SELECT delivery AS document, NULL AS part, NULL::bigint AS version,
+       NULL::timestamptz AS stamp, NULL AS digest
+FROM orderbridge_deliveries WHERE route = $1 AND delivery = ANY($2::text[])
+UNION ALL
+SELECT document, part, version, stamp, digest FROM orderbridge_applied_parts
+WHERE route = $1 AND document = ANY($3::text[])"""
+"""Delivered messages (rows without a part) and the documents' parts, in one round trip."""
 
 
 def _row_count(status: str) -> int:
