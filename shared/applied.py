@@ -65,11 +65,6 @@ _EVENT_HEADER_FIELDS: Final = (
     "logistics_status",
     "last_updated_at",
 )
-_SHIPMENT_RAW_HEADER: Final = ("status", "locations", "meta")
-"""Shipment header sections the canonical model does not normalize yet (ATD/ATA,
-ETA windows, ``supplierErpMeta``): hashed from the shipment object, which is the
-same in a webhook and a poll."""
-_SHIPMENT_FIELDS: Final = ("shipment", "shipmentEvent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,17 +287,7 @@ def _header(event: CanonicalEvent) -> dict[str, Any]:
         content["order"] = _without(event.order.__dict__, dropped)
     if event.shipment is not None:
         content["shipment"] = _without(event.shipment.__dict__, {"lines"})
-        content["raw"] = _shipment_raw_header(event.raw)
     return content
-
-
-def _shipment_raw_header(raw: Any) -> dict[str, Any]:
-    shipment = raw
-    if isinstance(raw, dict):
-        shipment = next((raw[f] for f in _SHIPMENT_FIELDS if isinstance(raw.get(f), dict)), raw)
-    if not isinstance(shipment, dict):
-        return {}
-    return {key: shipment.get(key) for key in _SHIPMENT_RAW_HEADER}
 
 
 def _without(fields: Mapping[str, Any], dropped: frozenset[str] | set[str]) -> dict[str, Any]:

@@ -21,8 +21,9 @@ Shapes handled (api-facts §1, §2.4, §3):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Final, Literal
 
 from shared import keys
@@ -49,22 +50,33 @@ from shared.normalize.fields import (
     timestamp,
 )
 from shared.schema.models import (
+    Address,
     CanonicalEvent,
     Channel,
+    ChargeLine,
+    Contact,
+    ContractTerms,
     DocumentRef,
     EchoInfo,
     EchoPolicy,
     Item,
+    ItemDetails,
     Kind,
+    LineValues,
+    LoadCarrier,
     Location,
     Money,
     Order,
     Price,
     Prices,
+    Property,
+    Request,
     Role,
     ScheduleEntry,
     Shipment,
     Timestamp,
+    TradeTerms,
+    fixed_point,
 )
 
 ORDER_EVENT_FIELDS: Final = (
@@ -218,16 +230,26 @@ def _order(
                 "company_id": text(buyer_order, "companyId", bp),
                 "account_number": text(supplier_order, "buyerAccountNumber", sp),
                 "contact": _contact(buyer_order, bp),
+                "party": _address(buyer_order, "buyerParty", bp),
+                **_texts(buyer_order, bp),
             },
             "supplier": {
                 "company_id": text(supplier_order, "companyId", sp),
                 "account_number": as_text(supplier_account, (bp, "supplierAccountNumber")),
                 "description": text(supplier_order, "description", sp),
                 "contact": _contact(supplier_order, sp),
+                "party": _address(supplier_order, "supplierParty", sp)
+                or _address(buyer_order, "supplierParty", bp),
+                **_texts(supplier_order, sp),
             },
             "delivery_overdue": boolean(
                 obj(header, "indicators", path), "deliveryOverdue", (path, "indicators")
             ),
+            "indicators": _flags(header, "indicators", path),
+            "terms": _trade_terms(buyer_order, "terms", bp),
+            "destination": _address(buyer_order, "destination", bp),
+            "accounting_party": _address(buyer_order, "buyerAccountingParty", bp),
+            "event_dates": _event_dates(header, path),
             "lines": [
                 _line(line, ((path, "lines"), i), changed, role, echo_policy)
                 for i, line in enumerate(lines)
@@ -288,9 +310,12 @@ def _line(
     last_updated = timestamp(line, "lastUpdatedAt", path)
     process_status = text(status, "processStatus", (path, "status"))
     in_progress = text(status, "inProgressStatus", (path, "status"))
+    sp = (path, "supplierLine")
+    position = nonempty_text(buyer_line, "position", bp)
+    confirmed = maybe_obj(line, "confirmedLine", path)
     return {
         "line_id": text(line, "id", path),
-        "position": nonempty_text(buyer_line, "position", bp),
+        "position": position,
         "original_position": nonempty_text(buyer_line, "originalPosition", bp),
         "line_type": text(line, "lineType", path),
         "description": text(buyer_line, "description", bp),
@@ -302,8 +327,26 @@ def _line(
         "process_status": process_status,
         "in_progress_status": in_progress,
         "logistics_status": text(status, "logisticsStatus", (path, "status")),
-        "sales_order_number": text(supplier_line, "salesOrderNumber", (path, "supplierLine")),
-        "sales_order_position": text(supplier_line, "salesOrderPosition", (path, "supplierLine")),
+        "sales_order_number": text(supplier_line, "salesOrderNumber", sp),
+        "sales_order_position": text(supplier_line, "salesOrderPosition", sp),
+        "charge_reason_code": text(line, "chargeReasonCode", path),
+        "charge_lines": _charge_lines(buyer_line, "chargeLines", bp) or [],
+        "requests": _requests(buyer_line, "buyer", bp) + _requests(supplier_line, "supplier", sp),
+        "confirmed": None if confirmed is None else _values(confirmed, (path, "confirmedLine")),
+        "delivery_history": _schedule(buyer_line, "deliveryHistory", bp) or [],
+        "buyer": _line_side(buyer_line, bp),
+        "supplier": _line_side(supplier_line, sp),
+        "documents": _documents(buyer_line, bp, "buyer", position)
+        + _documents(supplier_line, sp, "supplier", position),
+        "item_details": _item_details(line, path),
+        "terms": _contract_terms(buyer_line, bp),
+        "project_number": text(buyer_line, "projectNumber", bp),
+        "production_number": text(buyer_line, "productionNumber", bp),
+        "indicators": {
+            **_flags(buyer_line, "indicators", bp),
+            **_flags(line, "indicators", path),
+        },
+        "event_dates": _event_dates(line, path),
         "last_updated_at": last_updated,
         "changed": changed(last_updated),
         "echo": echo.is_echo(role, echo_policy, process_status, in_progress),
@@ -317,6 +360,7 @@ def _item(item: JsonObject, path: Path) -> Item:
         "name": text(item, "name", path),
         "supplier_item_number": text(item, "supplierItemNumber", path),
         "purchase_unit_of_measure": text(item, "purchaseUnitOfMeasureIso", path),
+        "description": text(item, "description", path),
     }
 
 
@@ -341,6 +385,7 @@ def _entry(value: Any, path: Path) -> ScheduleEntry:
         "status": text(entry, "status", path),
         "etd": timestamp(entry, "etd", path),
         "eta": timestamp(entry, "eta", path),
+        "transport_mode": text(entry, "transportMode", path),
     }
 
 
@@ -392,6 +437,211 @@ def _contact(party: JsonObject, path: Path) -> str | None:
         return contact
     found = as_required_obj(contact, (path, "contact"))
     return as_text(found.get("email") or found.get("userId"), ((path, "contact"), "email"))
+
+
+def _charge_lines(container: JsonObject, key: str, path: Path) -> list[ChargeLine] | None:
+    entries = array(container, key, path)
+    if entries is None:
+        return None
+    result: list[ChargeLine] = []
+    for i, raw in enumerate(entries):
+        cp = ((path, key), i)
+        charge = as_required_obj(raw, cp)
+        result.append(
+            {
+                "position": nonempty_text(charge, "position", cp),
+                "charge_type_code": text(charge, "chargeTypeCode", cp),
+                "description": text(charge, "chargeDescription", cp),
+                "quantity": decimal(charge, "quantity", cp),
+                "price": _price(charge, "price", cp),
+                "unit_of_measure": text(charge, "priceUnitOfMeasureIso", cp),
+                "unit_quantity": decimal(charge, "priceUnitQuantity", cp),
+            }
+        )
+    return result
+
+
+def _values(container: JsonObject, path: Path) -> LineValues:
+    """A schedule, prices and charge lines (a request, the confirmed line), either flavour."""
+    schedule = _schedule(container, "deliverySchedule", path)
+    if schedule is None:
+        schedule = _single(container, "scheduledDelivery", path)
+    return {
+        "delivery_schedule": schedule,
+        "prices": _prices(container, "prices", path),
+        "charge_lines": _charge_lines(container, "chargeLines", path),
+    }
+
+
+def _requests(side_line: JsonObject, side: str, path: Path) -> list[Request]:
+    """Every request on one side of a line (``requests.proposal``, ``.reopenRequest``, …).
+
+    Request kinds are open-ended: a kind the docs do not name yet is kept under
+    its own name (snake_case), never dropped.
+    """
+    requests = maybe_obj(side_line, "requests", path)
+    if not requests:
+        return []
+    rp = (path, "requests")
+    found: list[Request] = []
+    for name, raw in requests.items():
+        if raw is None:
+            continue
+        request = as_required_obj(raw, (rp, name))
+        values = _values(request, (rp, name))
+        found.append(
+            {
+                "side": side,
+                "kind": _snake(name),
+                "status": text(request, "status", (rp, name)),
+                "reason": text(request, "reason", (rp, name)),
+                "delivery_schedule": values["delivery_schedule"],
+                "prices": values["prices"],
+                "charge_lines": values["charge_lines"],
+            }
+        )
+    return found
+
+
+def _snake(name: str) -> str:
+    """``reopenRequest`` → ``reopen_request``."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _texts(party: JsonObject, path: Path) -> dict[str, Any]:
+    """One side's custom fields and texts: properties, notes, labels, custom labels."""
+    return {
+        "properties": _properties(party, path),
+        "notes": _strings(party, "notes", path),
+        "labels": _strings(party, "labels", path),
+        "custom_labels": _strings(party, "customLabels", path),
+    }
+
+
+def _line_side(side_line: JsonObject, path: Path) -> dict[str, Any]:
+    return {"description": text(side_line, "description", path), **_texts(side_line, path)}
+
+
+def _properties(container: JsonObject, path: Path) -> list[Property]:
+    result: list[Property] = []
+    for i, raw in enumerate(array(container, "properties", path) or ()):
+        pp = ((path, "properties"), i)
+        prop = as_required_obj(raw, pp)
+        result.append({"key": text(prop, "key", pp), "value": text(prop, "value", pp)})
+    return result
+
+
+def _strings(container: JsonObject, key: str, path: Path) -> list[str]:
+    return [
+        as_text(value, ((path, key), i)) or ""
+        for i, value in enumerate(array(container, key, path) or ())
+    ]
+
+
+def _flags(container: JsonObject, key: str, path: Path) -> dict[str, bool | None]:
+    """Indicator flags by their Tradecloud names (open-ended)."""
+    flags = obj(container, key, path)
+    return {name: boolean(flags, name, (path, key)) for name in flags}
+
+
+def _event_dates(container: JsonObject, path: Path) -> dict[str, Timestamp]:
+    """``eventDates``: undocumented keys, each a date-time; kept by their own names."""
+    dates = obj(container, "eventDates", path)
+    found: dict[str, Timestamp] = {}
+    for name in dates:
+        stamp = timestamp(dates, name, (path, "eventDates"))
+        if stamp is not None:
+            found[name] = stamp
+    return found
+
+
+def _item_details(line: JsonObject, path: Path) -> ItemDetails | None:
+    details = maybe_obj(line, "mergedItemDetails", path)
+    if details is None:
+        return None
+    dp = (path, "mergedItemDetails")
+    return {
+        "country_of_origin": text(details, "countryOfOriginCodeIso2", dp),
+        "combined_nomenclature_code": text(details, "combinedNomenclatureCode", dp),
+        "net_weight": decimal(details, "netWeight", dp),
+        "net_weight_unit_of_measure": text(details, "netWeightUnitOfMeasureIso", dp),
+        "dangerous_goods_code": text(details, "dangerousGoodsCodeUnece", dp),
+        "serial_number": text(details, "serialNumber", dp),
+        "batch_number": text(details, "batchNumber", dp),
+    }
+
+
+def _contract_terms(buyer_line: JsonObject, path: Path) -> ContractTerms | None:
+    terms = maybe_obj(buyer_line, "terms", path)
+    if terms is None:
+        return None
+    tp = (path, "terms")
+    return {
+        "contract_number": text(terms, "contractNumber", tp),
+        "contract_position": text(terms, "contractPosition", tp),
+    }
+
+
+def _trade_terms(container: JsonObject, key: str, path: Path) -> TradeTerms | None:
+    terms = maybe_obj(container, key, path)
+    if terms is None:
+        return None
+    tp = (path, key)
+    return {
+        "incoterms_code": text(terms, "incotermsCode", tp),
+        "incoterms": text(terms, "incoterms", tp),
+        "payment_terms_code": text(terms, "paymentTermsCode", tp),
+        "payment_terms": text(terms, "paymentTerms", tp),
+    }
+
+
+def _address(container: JsonObject, key: str, path: Path) -> Address | None:
+    place = maybe_obj(container, key, path)
+    if place is None:
+        return None
+    ap = (path, key)
+    country = "countryCodeIso" if "countryCodeIso" in place else "countryCodeIso2"
+    return {
+        "id": text(place, "id", ap),
+        "id_scheme": text(place, "idScheme", ap),
+        "location_type": text(place, "locationType", ap),
+        "code": text(place, "code", ap),
+        "names": _strings(place, "names", ap),
+        "address_lines": _strings(place, "addressLines", ap),
+        "postal_code": text(place, "postalCode", ap),
+        "city": text(place, "city", ap),
+        "country_code": text(place, country, ap),
+        "country_name": text(place, "countryName", ap),
+    }
+
+
+def _plain_json(value: Any) -> Any:
+    """Opaque JSON (``supplierErpMeta``) with its decimals as fixed-point text, as elsewhere."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_json(item) for item in value]
+    if isinstance(value, Decimal):
+        return fixed_point(value)
+    return value
+
+
+def _contacts(container: JsonObject, path: Path) -> list[Contact]:
+    result: list[Contact] = []
+    for i, raw in enumerate(array(container, "contacts", path) or ()):
+        cp = ((path, "contacts"), i)
+        contact = as_required_obj(raw, cp)
+        result.append(
+            {
+                "user_id": text(contact, "userId", cp),
+                "email": text(contact, "email", cp),
+                "first_name": text(contact, "firstName", cp),
+                "last_name": text(contact, "lastName", cp),
+                "phone_number": text(contact, "phoneNumber", cp),
+                "position": text(contact, "position", cp),
+            }
+        )
+    return result
 
 
 # ------------------------------------------------------- order documents
@@ -529,10 +779,19 @@ def _shipment_event(
     buyer = obj(shipment, "buyerShipment", path)
     identifiers = obj(shipment, "identifiers", path)
     lines: list[dict[str, Any]] = []
+    carriers: list[LoadCarrier] = []
     for c, carrier_raw in enumerate(array(shipment, "loadCarriers", path) or ()):
         cp = ((path, "loadCarriers"), c)
         carrier = as_required_obj(carrier_raw, cp)
         label = text(carrier, "containerNumber", cp) or text(carrier, "packageSSCC", cp)
+        carriers.append(
+            {
+                "container_number": text(carrier, "containerNumber", cp),
+                "container_size_and_type": text(carrier, "containerSizeAndType", cp),
+                "package_sscc": text(carrier, "packageSSCC", cp),
+                "package_type": text(carrier, "packageType", cp),
+            }
+        )
         for i, line in enumerate(array(carrier, "lines", cp) or ()):
             lines.append(_shipment_line(line, ((cp, "lines"), i), label, changed))
     for i, line in enumerate(array(shipment, "lines", path) or ()):
@@ -544,10 +803,14 @@ def _shipment_event(
             "supplier": {
                 "company_id": text(supplier, "companyId", sp),
                 "account_number": text(buyer, "supplierAccountNumber", bp),
+                "party": _address(supplier, "supplierParty", sp),
+                "contacts": _contacts(supplier, sp),
             },
             "buyer": {
                 "company_id": text(buyer, "companyId", bp),
                 "account_number": text(supplier, "buyerAccountNumber", sp),
+                "party": _address(buyer, "buyerParty", bp),
+                "contacts": _contacts(buyer, bp),
             },
             "identifiers": {
                 key: value
@@ -558,8 +821,18 @@ def _shipment_event(
                 as_text(number, ((sp, "invoiceNumbers"), i)) or ""
                 for i, number in enumerate(array(supplier, "invoiceNumbers", sp) or ())
             ],
+            "despatch_advice_number": text(supplier, "despatchAdviceNumber", sp),
+            "process_status": text(
+                obj(shipment, "status", path), "processStatus", (path, "status")
+            ),
             "process_status_reason": text(
                 obj(shipment, "status", path), "processStatusReason", (path, "status")
+            ),
+            "purchase_order_terms": _trade_terms(buyer, "purchaseOrderTerms", bp),
+            "load_carriers": carriers,
+            "supplier_erp_meta": _plain_json(obj(shipment, "meta", path).get("supplierErpMeta")),
+            "despatch_advice_issued_at": timestamp(
+                obj(shipment, "meta", path), "despatchAdviceErpIssueDateTime", (path, "meta")
             ),
             "locations": _locations(shipment, path),
             "lines": lines,
@@ -603,7 +876,10 @@ def _shipment_line(
             "name": text(item, "buyerItemName", ip),
             "supplier_item_number": text(item, "supplierItemNumber", ip),
             "purchase_unit_of_measure": text(item, "purchaseUnitOfMeasureIso", ip),
+            "supplier_item_name": text(item, "supplierItemName", ip),
+            "supplier_item_revision": text(item, "supplierItemRevision", ip),
         },
+        "backorder_date": timestamp(supplier_line, "backorderDate", sp),
         "despatch_advice_number": text(supplier_line, "despatchAdviceNumber", sp),
         "despatch_advice_line_position": text(supplier_line, "despatchAdviceLinePosition", sp),
         "despatch_quantity": decimal(supplier_line, "despatchQuantity", sp),
@@ -642,6 +918,12 @@ def _location(stop: JsonObject, path: Path, role: str) -> Location:
         "country_code": text(place, country, lp),
         "etd": timestamp(stop, "etdDate", path),
         "eta": timestamp(stop, "etaDate" if "etaDate" in stop else "etaStartDate", path),
+        "atd": timestamp(stop, "atdDate", path),
+        "ata": timestamp(stop, "ataDate", path),
+        "eta_start_time": text(stop, "etaStartTime", path),
+        "eta_end": timestamp(stop, "etaEndDate", path),
+        "eta_end_time": text(stop, "etaEndTime", path),
+        "address": _address(stop, "location", path),
     }
 
 

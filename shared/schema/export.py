@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from shared.schema import models
 from shared.schema.models import SCHEMA_VERSION, CanonicalEvent
 
 SCHEMA_PATH = Path(__file__).with_name("canonical-event.schema.json")
@@ -19,8 +20,19 @@ SCHEMA_ID = "https://orderbridge.dev/schema/canonical-event/v1.json"
 
 
 def json_schema() -> dict[str, Any]:
-    """The schema of what is on the wire (serialization mode: decimals are strings)."""
+    """The schema of what is on the wire (serialization mode: decimals are strings).
+
+    Keys added to a leaf type within schema version 1 are ``NotRequired``: events
+    written before them lack them, so the schema must not require them (pydantic's
+    serialization schema would: every producer of this release writes them).
+    """
     schema = CanonicalEvent.model_json_schema(mode="serialization")
+    for name, definition in schema.get("$defs", {}).items():
+        optional: frozenset[str] = getattr(
+            getattr(models, name, None), "__optional_keys__", frozenset()
+        )
+        if optional and "required" in definition:
+            definition["required"] = [key for key in definition["required"] if key not in optional]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

@@ -103,8 +103,8 @@ class Prices(TypedDict):
     unit_quantity: ExactDecimal | None
 
 
-class ScheduleEntry(TypedDict):
-    """One delivery line of a line's delivery schedule."""
+class _ScheduleEntryV10(TypedDict):
+    """Delivery-line fields of schema version 1.0."""
 
     position: Annotated[
         str | None,
@@ -117,12 +117,30 @@ class ScheduleEntry(TypedDict):
     eta: Timestamp | None
 
 
-class Item(TypedDict):
+class ScheduleEntry(_ScheduleEntryV10, total=False):
+    """One delivery line of a line's delivery schedule.
+
+    Keys added within schema version 1 are optional (``total=False``): events
+    written before them lack them. Every producer of this release writes them.
+    """
+
+    transport_mode: str | None
+
+
+class _ItemV10(TypedDict):
     number: str | None
     revision: str | None
     name: str | None
     supplier_item_number: str | None
     purchase_unit_of_measure: str | None
+
+
+class Item(_ItemV10, total=False):
+    """An item; the keys after ``purchase_unit_of_measure`` came within schema version 1."""
+
+    description: str | None
+    supplier_item_name: str | None
+    supplier_item_revision: str | None
 
 
 class DocumentRef(TypedDict):
@@ -137,6 +155,110 @@ class DocumentRef(TypedDict):
     type: str | None
     code: str | None
     revision: str | None
+
+
+class Property(TypedDict):
+    """A key/value custom field (``properties``)."""
+
+    key: str | None
+    value: str | None
+
+
+class ChargeLine(TypedDict):
+    """An additional cost of an order line (transport, packing…), independent of its prices."""
+
+    position: str | None
+    charge_type_code: Annotated[str | None, Field(description="UNCL7161 charge reason code.")]
+    description: str | None
+    quantity: ExactDecimal | None
+    price: Price | None
+    unit_of_measure: Annotated[str | None, Field(description="priceUnitOfMeasureIso.")]
+    unit_quantity: Annotated[ExactDecimal | None, Field(description="priceUnitQuantity.")]
+
+
+class LineValues(TypedDict):
+    """A delivery schedule with prices and charge lines: agreed, or asked for by a request."""
+
+    delivery_schedule: list[ScheduleEntry] | None
+    prices: Prices | None
+    charge_lines: list[ChargeLine] | None
+
+
+class Request(TypedDict):
+    """A request on a line: a supplier proposal, a reopen request of either side (open-ended)."""
+
+    side: Annotated[str, Field(description="buyer or supplier: who asks.")]
+    kind: Annotated[
+        str,
+        Field(description="proposal, reopen_request, or another request the platform adds."),
+    ]
+    status: Annotated[
+        str | None, Field(description="Open, Approved, Rejected, Closed (open-ended).")
+    ]
+    reason: str | None
+    delivery_schedule: list[ScheduleEntry] | None
+    prices: Prices | None
+    charge_lines: list[ChargeLine] | None
+
+
+class ItemDetails(TypedDict):
+    """Item details as merged from the buyer's and the supplier's (``mergedItemDetails``)."""
+
+    country_of_origin: str | None
+    combined_nomenclature_code: str | None
+    net_weight: ExactDecimal | None
+    net_weight_unit_of_measure: str | None
+    dangerous_goods_code: Annotated[str | None, Field(description="UNECE UN number.")]
+    serial_number: str | None
+    batch_number: str | None
+
+
+class ContractTerms(TypedDict):
+    contract_number: str | None
+    contract_position: str | None
+
+
+class TradeTerms(TypedDict):
+    """Incoterms and payment terms of an order (or a shipment's purchase-order terms)."""
+
+    incoterms_code: str | None
+    incoterms: str | None
+    payment_terms_code: str | None
+    payment_terms: str | None
+
+
+class Address(TypedDict):
+    """A party or place with its identifiers and postal address."""
+
+    id: str | None
+    id_scheme: str | None
+    location_type: str | None
+    code: str | None
+    names: list[str]
+    address_lines: list[str]
+    postal_code: str | None
+    city: str | None
+    country_code: str | None
+    country_name: str | None
+
+
+class Contact(TypedDict):
+    user_id: str | None
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone_number: str | None
+    position: str | None
+
+
+class LineSide(_Model):
+    """One side's custom fields and texts on a line (``buyerLine`` / ``supplierLine``)."""
+
+    description: str | None = None
+    properties: list[Property] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    custom_labels: list[str] = Field(default_factory=list)
 
 
 class OrderLine(_Model):
@@ -161,6 +283,37 @@ class OrderLine(_Model):
     logistics_status: str | None = None
     sales_order_number: str | None = None
     sales_order_position: str | None = None
+    charge_reason_code: str | None = Field(
+        default=None, description="UNCL7161 code of a Charge or Service line."
+    )
+    charge_lines: list[ChargeLine] = Field(
+        default_factory=list, description="The buyer's charge lines as issued."
+    )
+    requests: list[Request] = Field(
+        default_factory=list,
+        description="Requests on this line, both sides, open and answered (see Request.status).",
+    )
+    confirmed: LineValues | None = Field(
+        default=None, description="The agreed line (confirmedLine); meaningful when Confirmed."
+    )
+    delivery_history: list[ScheduleEntry] = Field(default_factory=list)
+    buyer: LineSide = Field(default_factory=LineSide, description="buyerLine custom fields.")
+    supplier: LineSide = Field(
+        default_factory=LineSide, description="supplierLine description and custom fields."
+    )
+    documents: list[DocumentRef] = Field(
+        default_factory=list, description="Documents attached to this line, both sides."
+    )
+    item_details: ItemDetails | None = None
+    terms: ContractTerms | None = None
+    project_number: str | None = None
+    production_number: str | None = None
+    indicators: dict[str, bool | None] = Field(
+        default_factory=dict, description="Line indicators (noDeliveryExpected, delivered…)."
+    )
+    event_dates: dict[str, Timestamp] = Field(
+        default_factory=dict, description="Key line event dates; the keys are Tradecloud's."
+    )
     last_updated_at: Timestamp | None = None
     changed: bool | None = Field(
         default=None,
@@ -183,6 +336,14 @@ class Party(_Model):
     )
     description: str | None = None
     contact: str | None = None
+    party: Address | None = Field(
+        default=None, description="The party's address (buyerParty / supplierParty)."
+    )
+    contacts: list[Contact] = Field(default_factory=list, description="Shipment contacts.")
+    properties: list[Property] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    custom_labels: list[str] = Field(default_factory=list)
 
 
 class Order(_Model):
@@ -198,6 +359,17 @@ class Order(_Model):
     expected_delivery_date: Timestamp | None = None
     total_amount: ExactDecimal | None = None
     delivery_overdue: bool | None = None
+    indicators: dict[str, bool | None] = Field(
+        default_factory=dict, description="Order indicators besides deliveryOverdue (open-ended)."
+    )
+    terms: TradeTerms | None = None
+    destination: Address | None = None
+    accounting_party: Address | None = Field(
+        default=None, description="buyerOrder.buyerAccountingParty."
+    )
+    event_dates: dict[str, Timestamp] = Field(
+        default_factory=dict, description="Key order event dates; the keys are Tradecloud's."
+    )
     lines: list[OrderLine] = Field(default_factory=list)
     lines_complete: bool = Field(
         description="True when lines holds every line of the order (poll, GET, Apicbase); "
@@ -218,11 +390,12 @@ class ShipmentLine(_Model):
     load_carrier: str | None = Field(
         default=None, description="Container number or package SSCC; null for loose lines."
     )
+    backorder_date: Timestamp | None = None
     last_updated_at: Timestamp | None = None
     changed: bool | None = None
 
 
-class Location(TypedDict):
+class _LocationV10(TypedDict):
     role: Annotated[str, Field(description="departure or destination")]
     location_type: str | None
     location_id: str | None
@@ -234,6 +407,24 @@ class Location(TypedDict):
     eta: Timestamp | None
 
 
+class Location(_LocationV10, total=False):
+    """A departure or destination; the keys below came within schema version 1."""
+
+    atd: Timestamp | None
+    ata: Timestamp | None
+    eta_start_time: str | None
+    eta_end: Annotated[Timestamp | None, Field(description="etaEndDate.")]
+    eta_end_time: str | None
+    address: Address | None
+
+
+class LoadCarrier(TypedDict):
+    container_number: str | None
+    container_size_and_type: str | None
+    package_sscc: str | None
+    package_type: str | None
+
+
 class Shipment(_Model):
     shipment_number: str | None = None
     transport_mode: str | None = None
@@ -241,7 +432,17 @@ class Shipment(_Model):
     buyer: Party = Field(default_factory=Party)
     identifiers: dict[str, str] = Field(default_factory=dict)
     invoice_numbers: list[str] = Field(default_factory=list)
+    despatch_advice_number: str | None = None
+    process_status: str | None = None
     process_status_reason: str | None = None
+    purchase_order_terms: TradeTerms | None = None
+    load_carriers: list[LoadCarrier] = Field(default_factory=list)
+    supplier_erp_meta: Any = Field(
+        default=None, description="meta.supplierErpMeta, as sent (numbers exact)."
+    )
+    despatch_advice_issued_at: Timestamp | None = Field(
+        default=None, description="meta.despatchAdviceErpIssueDateTime."
+    )
     locations: list[Location] = Field(default_factory=list)
     lines: list[ShipmentLine] = Field(default_factory=list)
     documents: list[DocumentRef] = Field(default_factory=list)

@@ -72,6 +72,7 @@ def test_legacy_single_delivery_name_meta_inside_event_and_split_line() -> None:
             "status": "Open",
             "etd": {"text": "2026-04-13", "kind": "date", "utc": None},
             "eta": {"text": "2026-04-15", "kind": "date", "utc": None},
+            "transport_mode": None,
         }
     ]
     assert line.prices is not None
