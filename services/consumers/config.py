@@ -17,6 +17,18 @@ line_process_statuses = ["Confirmed"]      # at least one (changed) line has one
 [routes.adapter]
 type = "file"                    # file | http | postgres | an orderbridge.adapters plug-in
 path = "./erp-inbox"             # the adapter's own settings follow
+
+[[routes]]
+name = "purchasing-proposals"    # open supplier proposals go to purchasing
+bindings = ["tradecloud.order.#"]
+[routes.filter]                  # line conditions hold for one and the same (changed) line
+line_in_progress_statuses = ["OpenSupplierProposal"]
+request_sides = ["supplier"]     # request conditions hold for one request of that line
+request_kinds = ["proposal"]     # snake_case as in the event: proposal, reopen_request
+request_statuses = ["Open"]
+[routes.adapter]
+type = "file"
+path = "./purchasing-inbox"
 ```
 
 String values may use ``${ENV_VAR}`` (e.g. tokens in HTTP headers): secrets stay
@@ -42,12 +54,66 @@ _PATTERN_WORD = re.compile(r"^([A-Za-z0-9_-]+|\*|#)$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+_REQUEST_KIND = re.compile(r"^[a-z][a-z0-9_]*$")
+REQUEST_SIDES = ("buyer", "supplier")
+
+
 class RouteFilter(BaseModel):
+    """Conditions an event must meet for a route; every given one must hold.
+
+    ``kinds`` and ``event_names`` are about the event. The others are about one
+    line: an event passes when one of its changed lines (every line when none is
+    marked changed) meets every given line condition: its process status, its
+    in-progress status, and (when any ``request_*`` key is given) one of its
+    requests meeting every given request condition. So ``request_sides =
+    ["supplier"]``, ``request_kinds = ["proposal"]``, ``request_statuses =
+    ["Open"]`` means "a changed line carries an open supplier proposal".
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kinds: tuple[str, ...] = ()
     event_names: tuple[str, ...] = ()
     line_process_statuses: tuple[str, ...] = ()
+    line_in_progress_statuses: tuple[str, ...] = ()
+    """``OrderLine.in_progress_status`` (Tradecloud ``inProgressStatus``, open-ended)."""
+    request_sides: tuple[str, ...] = ()
+    """``Request.side``: ``buyer`` or ``supplier`` (who asks)."""
+    request_kinds: tuple[str, ...] = ()
+    """``Request.kind``: ``proposal``, ``reopen_request`` or another snake_case kind."""
+    request_statuses: tuple[str, ...] = ()
+    """``Request.status``: ``Open``, ``Approved``, ``Rejected``… (open-ended)."""
+
+    @field_validator("request_sides")
+    @classmethod
+    def _sides(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [side for side in value if side not in REQUEST_SIDES]
+        if unknown:
+            raise ValueError(f"request sides are buyer or supplier, not {unknown}")
+        return value
+
+    @field_validator("request_kinds")
+    @classmethod
+    def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [kind for kind in value if not _REQUEST_KIND.match(kind)]
+        if unknown:
+            raise ValueError(
+                f"request kinds are snake_case as in the event (proposal, reopen_request), "
+                f"not {unknown}"
+            )
+        return value
+
+    @property
+    def on_requests(self) -> bool:
+        """Whether a line must carry a request meeting the ``request_*`` conditions."""
+        return bool(self.request_sides or self.request_kinds or self.request_statuses)
+
+    @property
+    def on_lines(self) -> bool:
+        """Whether some (changed) line must meet line conditions."""
+        return bool(
+            self.line_process_statuses or self.line_in_progress_statuses or self.on_requests
+        )
 
 
 class AdapterConfig(BaseModel):

@@ -3,7 +3,7 @@
 Two questions, answered without any I/O:
 
 1. **What does this event change in the ERP?** (``decide``) In order:
-   *filtered* (the route's kinds, event names, line statuses), *duplicate* (a
+   *filtered* (the route's kinds, event names, line statuses, requests), *duplicate* (a
    webhook delivery already applied: its retry), then part by part
    (``shared.applied``): the header applies when it is news, each line when
    it is news and, on a route that skips echoes, not an echo of our own open
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from services.consumers.config import Route
+from services.consumers.config import Route, RouteFilter
 from services.consumers.topology import retry_queue
 from shared.applied import (
     HEADER,
@@ -42,7 +42,7 @@ from shared.applied import (
     worth_recording,
 )
 from shared.errors import PermanentError
-from shared.schema.models import CanonicalEvent, OrderLine
+from shared.schema.models import CanonicalEvent, OrderLine, Request
 from shared.state.port import AppliedDocument, Lookup, Record
 
 Outcome = Literal["apply", "filtered", "duplicate", "echo", "stale"]
@@ -104,17 +104,43 @@ def lookup_for(event: CanonicalEvent) -> Lookup:
 
 
 def passes_filter(event: CanonicalEvent, route: Route) -> bool:
+    """Whether ``event`` meets the route's filter (``config.RouteFilter``).
+
+    Line conditions hold for one and the same line among the changed ones (all
+    lines when none is marked changed); request conditions for one request of
+    that line. An event without order lines (a shipment, order documents) meets
+    no line condition.
+    """
     rules = route.filter
     if rules.kinds and event.kind not in rules.kinds:
         return False
     if rules.event_names and event.event_name not in rules.event_names:
         return False
-    if rules.line_process_statuses:
+    if rules.on_lines:
         lines = event.order.lines if event.order is not None else []
         changed = [line for line in lines if line.changed is not False] or lines
-        if not any(line.process_status in rules.line_process_statuses for line in changed):
+        if not any(_line_passes(line, rules) for line in changed):
             return False
     return True
+
+
+def _line_passes(line: OrderLine, rules: RouteFilter) -> bool:
+    if rules.line_process_statuses and line.process_status not in rules.line_process_statuses:
+        return False
+    if (
+        rules.line_in_progress_statuses
+        and line.in_progress_status not in rules.line_in_progress_statuses
+    ):
+        return False
+    return not rules.on_requests or any(_request_passes(ask, rules) for ask in line.requests)
+
+
+def _request_passes(request: Request, rules: RouteFilter) -> bool:
+    return (
+        (not rules.request_sides or request["side"] in rules.request_sides)
+        and (not rules.request_kinds or request["kind"] in rules.request_kinds)
+        and (not rules.request_statuses or request["status"] in rules.request_statuses)
+    )
 
 
 def decide(
