@@ -48,6 +48,7 @@ from typing import cast
 from services.consumers.adapters import Application
 from services.consumers.adapters.intents import IntentNotes
 from shared.errors import ConfigurationError, RetryableError
+from shared.schema.models import Money, OrderLine, Prices
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -68,7 +69,23 @@ CSV_COLUMNS = (
     "logistics_status",
     "line_last_updated_at",
     "event_id",
+    # Added with the order response in full (after the columns above, which keep their order):
+    "in_progress_status",
+    "open_request_side",
+    "open_request_kind",
+    "open_request_status",
+    "open_request_reason",
+    "open_request_date",
+    "open_request_quantity",
+    "open_request_net_price",
+    "open_request_currency",
+    "charge_lines",
 )
+"""One row per applied line. The ``open_request_*`` columns describe the line's first
+request whose status is ``Open`` (either side; empty when it has none): its first delivery
+line's date and quantity and its net price in transaction currency, as the line's own
+columns do. ``charge_lines`` counts the line's charge lines as issued. Everything else
+(every request, the agreed line, charge line amounts, documents) is in the JSON file."""
 
 
 INTENTS = ".orderbridge-intents"
@@ -303,8 +320,7 @@ def _lines_csv(item: Application) -> bytes:
     writer.writerow(CSV_COLUMNS)
     for line in event.order.lines:
         entry = line.delivery_schedule[0] if line.delivery_schedule else None
-        net = line.prices["net"] if line.prices is not None else None
-        money = net["transaction"] if net is not None else None
+        money = _net_money(line.prices)
         writer.writerow(
             (
                 event.source,
@@ -323,6 +339,34 @@ def _lines_csv(item: Application) -> bytes:
                 line.logistics_status or "",
                 line.last_updated_at["text"] if line.last_updated_at else "",
                 event.event_id,
+                line.in_progress_status or "",
+                *_open_request_cells(line),
+                len(line.charge_lines),
             )
         )
     return out.getvalue().encode()
+
+
+def _net_money(prices: Prices | None) -> Money | None:
+    net = prices["net"] if prices is not None else None
+    return net["transaction"] if net is not None else None
+
+
+def _open_request_cells(line: OrderLine) -> tuple[str, ...]:
+    """The ``open_request_*`` cells: the line's first Open request, or empty cells."""
+    request = next((ask for ask in line.requests if ask["status"] == "Open"), None)
+    if request is None:
+        return ("",) * 8
+    schedule = request["delivery_schedule"]
+    entry = schedule[0] if schedule else None
+    money = _net_money(request["prices"])
+    return (
+        request["side"],
+        request["kind"],
+        request["status"] or "",
+        request["reason"] or "",
+        entry["date"]["text"] if entry and entry["date"] else "",
+        format(entry["quantity"], "f") if entry and entry["quantity"] is not None else "",
+        format(money["value"], "f") if money else "",
+        (money["currency"] if money else "") or "",
+    )

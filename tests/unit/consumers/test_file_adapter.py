@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
+import io
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,11 @@ from services.consumers.adapters import Application
 from services.consumers.adapters import file as file_adapter
 from services.consumers.adapters.file import INTENTS, FileAdapter
 from services.consumers.policy import decide
+from shared.normalize import tradecloud
 from shared.schema.codec import decode_event, encode_event
 from tests.support.consumers import make_route
 from tests.support.events import order_event
+from tests.support.files import fixture
 
 ROUTE = make_route({"type": "file", "path": "unused"})
 
@@ -138,3 +143,68 @@ async def test_two_adapters_sharing_an_inbox_write_an_effect_once(tmp_path: Path
     assert len(effects(tmp_path)) == 1
     await first.close()
     await second.close()
+
+
+LEGACY_CSV_COLUMNS = (
+    "source",
+    "document_id",
+    "document_number",
+    "version",
+    "line_id",
+    "position",
+    "item_number",
+    "item_name",
+    "delivery_date",
+    "quantity",
+    "net_price",
+    "currency",
+    "process_status",
+    "logistics_status",
+    "line_last_updated_at",
+    "event_id",
+)
+
+
+async def test_the_lines_csv_carries_the_open_request_after_the_earlier_columns(
+    tmp_path: Path,
+) -> None:
+    """The order response in full: the supplier's open proposal, exact to the last digit."""
+    event = tradecloud.normalize_order_webhook(
+        fixture("tradecloud/order-response-full.json"), received_at=datetime(2026, 3, 3, tzinfo=UTC)
+    )
+    decision = decide(event, ROUTE, delivered=False, applied=None)
+    adapter = FileAdapter(str(tmp_path), csv=True)
+    lines = ("line-0010", "line-0090")  # as if the split line were known already
+    await adapter.apply(
+        Application(
+            "route", event, encode_event(event), header=False, lines=lines, change=decision.change
+        )
+    )
+    [written] = effects(tmp_path, "*.lines.csv")
+    header, *rows = list(csv.reader(io.StringIO(written.read_text())))
+    assert tuple(header[: len(LEGACY_CSV_COLUMNS)]) == LEGACY_CSV_COLUMNS, "old columns first"
+    assert tuple(header) == file_adapter.CSV_COLUMNS
+    table = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [row["line_id"] for row in table] == ["line-0010", "line-0090"]
+    proposal, charge = table
+    assert {key: proposal[key] for key in header[len(LEGACY_CSV_COLUMNS) :]} == {
+        "in_progress_status": "OpenSupplierProposal",
+        "open_request_side": "supplier",
+        "open_request_kind": "proposal",
+        "open_request_status": "Open",
+        "open_request_reason": "capacity",
+        "open_request_date": "2026-04-15",
+        "open_request_quantity": "80",
+        "open_request_net_price": "3.045370369287037036",
+        "open_request_currency": "CNY",
+        "charge_lines": "1",
+    }
+    assert (proposal["net_price"], proposal["currency"], proposal["quantity"]) == (
+        "0.4125",
+        "EUR",
+        "100",
+    ), "the line's own columns keep the issued values"
+    assert charge["process_status"] == "Confirmed"
+    assert all(charge[key] == "" for key in header if key.startswith("open_request_"))
+    assert (charge["in_progress_status"], charge["charge_lines"]) == ("", "0")
+    await adapter.close()
