@@ -43,6 +43,42 @@ for tests that want exactly one of them.
 Documents are rendered as Tradecloud sends them: ``orderId`` in webhook events,
 ``id`` in polled and fetched orders, exact decimals (written with
 ``dumps_exact``), delivery-schedule and single-delivery flavours.
+
+They carry everything a real order response does (api-facts §3, seed 003),
+with values from ``content.py`` drawn from a generator of their own, so the
+lifecycle a seed draws does not depend on them:
+
+* requests per line and side (``supplierLine.requests.proposal`` and
+  ``.reopenRequest``, ``buyerLine.requests.reopenRequest``) with their
+  schedule, prices, charge lines, a reason and a status; answered requests
+  stay readable on a share of lines (``Approved``, ``Rejected``, ``Closed`` when
+  the line is cancelled), until another request takes their place. The first
+  supplier proposal of every world, and a share of later ones, asks for a price
+  in CNY with 18 decimals and leaves ``pricesIncludingRequests`` off its line
+  (the issue's reproduction case; ``StepOptions.request`` asks for any other);
+* ``confirmedLine`` (schedule, prices, charge lines) once a line is confirmed;
+  the buyer's issued values stay in ``buyerLine`` beside the current ones;
+* prices in a transaction and sometimes a base currency, with discounts and
+  price units of 1 or 100; charge lines (UNCL7161) on the buyer line, in
+  requests and on the agreed line; Service and Charge lines on a share of orders
+  (``lineType``, ``chargeReasonCode``, no delivery expected: never shipped, the
+  buyer marks them delivered);
+* custom fields and texts (``properties``, ``notes``, ``labels``,
+  ``customLabels``) on both sides of order and line, the supplier's from its
+  first answer; documents on both sides at order and line level;
+* item details, contract terms, project and production numbers, line
+  indicators, ``eventDates`` (keys of our choosing, the docs name none),
+  ``transportMode``, ETD and ETA once the supplier plans the transport;
+* supplier splits: a confirmed new line with an empty ``buyerLine.position``
+  and ``originalPosition`` until the buyer assigns a position
+  (``split``, ``assign_position``); it ships only once it has one;
+* shipments with parties, contacts, invoice numbers, purchase-order terms,
+  departure and destinations (ETD, ETA window, ATD and ATA as they happen),
+  ``despatchAdviceErpIssueDateTime``, and for a share load carriers,
+  ``supplierErpMeta`` and a backorder.
+
+A line renders once per flavour until it is touched (``Line.rendered``): an
+order renders again on every change, its untouched lines from that cache.
 """
 
 from __future__ import annotations
@@ -51,11 +87,21 @@ import bisect
 import random
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
+from functools import lru_cache
 from typing import Any, Final, Literal
 
+from services.simulators.tradecloud import content
+from services.simulators.tradecloud.content import (
+    Charge,
+    Pricing,
+    Request,
+    RequestSpec,
+    RequestStatus,
+    ShipmentContent,
+)
 from shared.schema.codec import dumps_exact
 
 BUYER_COMPANY: Final = "0b0b0b0b-1111-4222-8333-444455556666"
@@ -71,6 +117,7 @@ ITEMS: Final = (
     ("CB-YY-3G15", "Control cable YY 3G1,5", "M", Decimal("1.0790")),
     ("OR-NBR-20", "O-ring NBR 20×2", "PCE", Decimal("0.0875")),
     ("HS-ST-200", "Hydraulic hose steel braided", "M", Decimal("18.45")),
+    ("BP-LI-48", "Lithium battery pack 48 V", "PCE", Decimal("389.00")),
 )
 
 MetaPlacement = Literal["top", "inside", "both"]
@@ -98,6 +145,8 @@ Step = Literal[
     "approve_shipment",
     "attach_document",
     "update_by_buyer",
+    "split",
+    "assign_position",
     # documented mode: what the platform may do beyond the default world's habits
     "reassign_contact",
     "update_labels",
@@ -114,6 +163,12 @@ Step = Literal[
 Party = Literal["buyer", "supplier"]
 HeaderLines = Literal["empty", "omit"]
 
+REPRODUCTION: Final = RequestSpec(
+    reason="capacity", currency="CNY", decimals=18, prices_including_requests=False
+)
+"""The issue's reproduction case: a proposal in yuan with 18 decimals and no
+``pricesIncludingRequests`` on its line (every world's first supplier proposal)."""
+
 UNSUBSCRIBED_EVENTS: Final = frozenset({"OrderLinesItemDetailsChanged", "OrderIndicatorsUpdated"})
 """Events the documented world's integration is not subscribed to (nothing is pushed).
 
@@ -123,10 +178,22 @@ event announces it, so no integration can subscribe to it.
 """
 
 
+@lru_cache(maxsize=4096)
+def _day(days: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=days)).isoformat()
+
+
 def iso_ms(ms: int) -> str:
-    """Milliseconds since the epoch → Tradecloud's ``YYYY-MM-DDThh:mm:ss.SSSZ``."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """Milliseconds since the epoch → Tradecloud's ``YYYY-MM-DDThh:mm:ss.SSSZ``.
+
+    Integer arithmetic and a cached date: documents carry many stamps
+    (``eventDates``), and this is most of what rendering them costs.
+    """
+    days, rest = divmod(ms, 86_400_000)
+    seconds, millis = divmod(rest, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
 
 
 def iso_local(ms: int) -> str:
@@ -147,37 +214,79 @@ def parse_ms(text: str) -> int:
 
 
 @dataclass
-class Request:
-    """An open proposal or reopen request on a line."""
-
-    by: Literal["buyer", "supplier"]
-    kind: Literal["proposal", "reopen", "reconfirmation"]
-    quantity: Decimal
-    date: str
-    price: Decimal
-
-
-@dataclass
 class Line:
+    """One order line: its lifecycle state and what it renders besides.
+
+    ``quantity``, ``date``, ``price`` and ``charges`` are the current Issued or
+    Confirmed values (``deliverySchedule``, ``prices``, ``confirmedLine``); the
+    ``buyer_*`` values are what the buyer issued (``buyerLine``), which a
+    supplier's proposal or reopen request does not change.
+    """
+
     id: str
     position: str
     item: tuple[str, str, str, Decimal]
     quantity: Decimal
     date: str
-    price: Decimal
+    price: Pricing
     process: str = "Issued"
     in_progress: str | None = None
     logistics: str = "Open"
     confirmed: bool = False
     request: Request | None = None
+    """The open request (at most one per line), rendered with status ``Open``."""
+    answered: dict[tuple[str, str], Request] = field(default_factory=dict)
+    """Answered requests still shown, by their (side, key), with their final status."""
+    keep_answered: bool = False
+    """Whether this line keeps answered requests visible (a share of lines does)."""
     shipped: Decimal = Decimal(0)
     updated_ms: int = 0
     documents: list[dict[str, Any]] = field(default_factory=list)
     buyer_documents: list[dict[str, Any]] = field(default_factory=list)
     item_details: dict[str, Any] | None = None
-    """``mergedItemDetails``, once the supplier corrected them (rendered only when set)."""
+    """``mergedItemDetails``: the buyer's, merged with the supplier's corrections."""
     supplier_description: str | None = None
     """``supplierLine.description``, once the supplier updated the line (rendered when set)."""
+    line_type: str = "Item"
+    charge_reason: str | None = None
+    """``chargeReasonCode`` (UNCL7161) of a Service or Charge line."""
+    charges: tuple[Charge, ...] = ()
+    """The current charge lines (issued, or agreed: ``confirmedLine.chargeLines``)."""
+    buyer_quantity: Decimal | None = None
+    buyer_date: str | None = None
+    buyer_price: Pricing | None = None
+    buyer_charges: tuple[Charge, ...] = ()
+    item_document: dict[str, Any] = field(default_factory=dict)
+    """``buyerLine.item``, fixed at issue."""
+    buyer_extra: dict[str, Any] = field(default_factory=dict)
+    """The buyer's static line fields: terms, project and production numbers, texts."""
+    supplier_extra: dict[str, Any] | None = None
+    """The supplier's line texts, drawn when the supplier first answers the line."""
+    sales_order: tuple[str, str] = ("", "")
+    """``supplierLine.salesOrderNumber`` and ``salesOrderPosition``."""
+    transport_mode: str | None = None
+    etd: str | None = None
+    eta: str | None = None
+    original_position: str | None = None
+    """``buyerLine.originalPosition`` of a line the supplier split off."""
+    overdue: bool = False
+    event_ms: dict[str, int] = field(default_factory=dict)
+    """``eventDates`` (their keys are undocumented; ours name what happened)."""
+    seen: tuple[str, str] = ("Issued", "Open")
+    """(process, logistics) when ``eventDates`` were last brought up to date."""
+    rendered: dict[tuple[bool, bool], dict[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """This line as rendered, by (single delivery, zone-less); cleared when it is touched.
+
+    Change a line through the world's steps (or clear this): an order renders
+    again on every change, its untouched lines from here.
+    """
+
+    @property
+    def no_delivery(self) -> bool:
+        """Service and charge lines expect no delivery (``indicators.noDeliveryExpected``)."""
+        return self.line_type != "Item"
 
 
 @dataclass
@@ -199,10 +308,19 @@ class Order:
     buyer_contact: dict[str, Any] | None = None
     supplier_contact: dict[str, Any] | None = None
     buyer_labels: list[str] | None = None
+    """``buyerOrder.customLabels`` (labels added in the portal, not sent by the ERP)."""
     supplier_labels: list[str] | None = None
+    """``supplierOrder.customLabels``."""
     delivery_overdue: bool = False
     buyer_documents: list[dict[str, Any]] = field(default_factory=list)
     supplier_documents: list[dict[str, Any]] = field(default_factory=list)
+    buyer_extra: dict[str, Any] = field(default_factory=dict)
+    """The buyer's static order fields: description, terms, destination, texts."""
+    supplier_extra: dict[str, Any] | None = None
+    """The supplier's order texts, drawn when the supplier first answers."""
+    terms: dict[str, Any] = field(default_factory=dict)
+    event_ms: dict[str, int] = field(default_factory=dict)
+    seen: tuple[str, str] = ("Issued", "Open")
 
     @property
     def process_status(self) -> str:
@@ -232,6 +350,11 @@ class Shipment:
     """``meta.supplierErpMeta``."""
     zoneless: bool = False
     revision: int = 0
+    content: ShipmentContent | None = None
+    """Parties, contacts, identifiers, terms, load carriers: drawn when issued."""
+    ordered: list[Decimal] = field(default_factory=list)
+    """Each line's ordered quantity when shipped (its backorder is the rest)."""
+    backorder_date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +387,8 @@ class StepOptions:
     """Who acts, for steps either party can take (contacts, labels, documents)."""
     lines: HeaderLines | None = None
     """A header-only event's lines: ``"empty"`` (``[]``) or ``"omit"`` (no key)."""
+    request: RequestSpec | None = None
+    """A request's content (``propose``, ``buyer_reopen``, ``supplier_reopen``)."""
 
 
 def aggregate_process(statuses: Sequence[str]) -> str:
@@ -290,6 +415,36 @@ def aggregate_logistics(statuses: Sequence[str]) -> str:
     return min(live, key=order.index)
 
 
+PROCESS_DATES: Final = {
+    "Confirmed": "lastConfirmedAt",
+    "Rejected": "rejectedAt",
+    "Cancelled": "cancelledAt",
+    "Completed": "completedAt",
+}
+LOGISTICS_DATES: Final = {"Shipped": "shippedAt", "Delivered": "deliveredAt"}
+
+
+def _note_event_dates(
+    dates: dict[str, int], seen: tuple[str, str], process: str, logistics: str, stamp: int
+) -> tuple[str, str]:
+    """Bring ``eventDates`` up to date with a status change; returns the statuses now seen.
+
+    The docs leave the keys of ``eventDates`` undocumented ("some key event
+    date/times"): ours are ``issuedAt``, ``firstConfirmedAt``,
+    ``lastConfirmedAt``, ``rejectedAt``, ``cancelledAt``, ``completedAt``,
+    ``shippedAt`` and ``deliveredAt``, each the stamp of the change that made it.
+    """
+    dates.setdefault("issuedAt", stamp)
+    if process != seen[0]:
+        if process == "Confirmed":
+            dates.setdefault("firstConfirmedAt", stamp)
+        if (key := PROCESS_DATES.get(process)) is not None:
+            dates[key] = stamp
+    if logistics != seen[1] and (key := LOGISTICS_DATES.get(logistics)) is not None:
+        dates[key] = stamp
+    return process, logistics
+
+
 def _confirmed(line: Line, *logistics: str) -> bool:
     return line.process == "Confirmed" and (not logistics or line.logistics in logistics)
 
@@ -302,12 +457,28 @@ def _open_request(kind: str, by: str | None = None) -> Callable[[Line], bool]:
     return rule
 
 
+def _answerable(line: Line) -> bool:
+    """The supplier can answer the line: newly issued, or after its proposal was rejected."""
+    return line.process == "Issued" or line.in_progress == "RejectedSupplierProposal"
+
+
+def _splittable(line: Line) -> bool:
+    return (
+        line.process == "Issued"
+        and not line.no_delivery
+        and line.original_position is None
+        and line.quantity >= 2
+    )
+
+
 RULES: Final[dict[Step, tuple[int, Callable[[Line], bool]]]] = {
     # step: (weight when drawn at random, which lines it applies to)
-    "accept": (3, lambda ln: ln.process == "Issued"),
-    "propose": (1, lambda ln: ln.process == "Issued"),
-    "reject": (1, lambda ln: ln.process == "Issued"),
+    "accept": (3, _answerable),
+    "propose": (1, _answerable),
+    "reject": (1, _answerable),
     "update_by_buyer": (1, lambda ln: ln.process == "Issued"),
+    "split": (1, _splittable),
+    "assign_position": (2, lambda ln: ln.position == ""),
     "approve_proposal": (2, _open_request("proposal")),
     "reject_proposal": (1, _open_request("proposal")),
     "buyer_reopen": (1, lambda ln: _confirmed(ln, "Open")),
@@ -319,10 +490,16 @@ RULES: Final[dict[Step, tuple[int, Callable[[Line], bool]]]] = {
     "request_reconfirmation": (1, lambda ln: _confirmed(ln, "Open")),
     "reconfirm": (1, _open_request("reconfirmation")),
     "attach_document": (1, _confirmed),
-    "produce": (2, lambda ln: _confirmed(ln, "Open")),
+    # Service and charge lines expect no delivery: never produced or shipped; the
+    # buyer marks them delivered once rendered. A split-off line ships once the
+    # buyer gave it a position (a shipment line names its order line by position).
+    "produce": (2, lambda ln: _confirmed(ln, "Open") and not ln.no_delivery),
     "ready": (2, lambda ln: _confirmed(ln, "Produced")),
-    "ship": (2, lambda ln: _confirmed(ln, "Produced", "ReadyToShip")),
-    "deliver": (2, lambda ln: _confirmed(ln, "Shipped")),
+    "ship": (2, lambda ln: _confirmed(ln, "Produced", "ReadyToShip") and ln.position != ""),
+    "deliver": (
+        2,
+        lambda ln: _confirmed(ln, "Shipped") or (ln.no_delivery and _confirmed(ln, "Open")),
+    ),
     "complete": (1, lambda ln: _confirmed(ln, "Delivered")),
     "cancel": (
         1,
@@ -376,6 +553,10 @@ class World:
         self.unsubscribed_events: frozenset[str] = frozenset()
         self._doc_rng = random.Random(seed * 104_729 + 7)
         self._doc_serial = 0
+        # What documents carry besides the lifecycle (content.py) draws from a
+        # generator of its own, so content never changes which steps a seed draws.
+        self._content = random.Random(seed * 1_000_003 + 17)
+        self._proposals = 0
         self._options = StepOptions()
         if documented:
             self.enable_documented()
@@ -482,37 +663,171 @@ class World:
         single_delivery: bool = False,
         zoneless: bool | None = None,
     ) -> Change:
-        """A new order (``zoneless``: its stamps without a zone; None: the mode decides)."""
+        """A new order (``zoneless``: its stamps without a zone; None: the mode decides).
+
+        Without a given line count, a share of orders also carries a Service or
+        Charge line (``lineType``, ``chargeReasonCode``) after its item lines.
+        """
         self._serial += 1
         order_id = self.uuid()
         count = lines if lines is not None else self.rng.choice((1, 1, 2, 3, 4, 6))
         start = EPOCH.date() + timedelta(days=self.rng.randint(14, 90))
+        c = self._content
+        terms = c.choice(content.TERMS)
         new_lines = []
         for i in range(count):
             item = self.rng.choice(ITEMS)
-            new_lines.append(
-                Line(
-                    id=self.uuid(),
-                    position=f"{(i + 1) * 10:04d}",
-                    item=item,
-                    quantity=Decimal(self.rng.choice((1, 5, 12, 40, 100, 250, 1000)))
-                    * (Decimal("1.5") if item[2] == "M" else 1),
-                    date=(start + timedelta(days=7 * i)).isoformat(),
-                    price=item[3],
-                )
+            line = Line(
+                id=self.uuid(),
+                position=f"{(i + 1) * 10:04d}",
+                item=item,
+                quantity=Decimal(self.rng.choice((1, 5, 12, 40, 100, 250, 1000)))
+                * (Decimal("1.5") if item[2] == "M" else 1),
+                date=(start + timedelta(days=7 * i)).isoformat(),
+                price=content.issue_pricing(c, item[3], item[2]),
             )
+            self._dress_line(line, i)
+            new_lines.append(line)
+        if lines is None and c.random() < 0.15:
+            new_lines.append(self._service_line(len(new_lines), start))
         order = Order(
             id=order_id,
             number=f"45{self._serial:08d}",
             lines=new_lines,
             trace_id=self.uuid(),
             single_delivery=single_delivery,
+            terms=terms,
         )
+        order.buyer_extra = self._buyer_order_extra(order)
         if zoneless is None and self.documented:
             zoneless = self._doc_rng.random() < self.zoneless_share
         order.zoneless = bool(zoneless)
         self.orders[order_id] = order
         return self._touch(order, new_lines, "OrderIssuedByBuyer", tie=tie)
+
+    def _dress_line(self, line: Line, index: int) -> None:
+        """What the buyer's ERP sends with an item line besides its values (order.json)."""
+        c = self._content
+        number, name, unit, _ = line.item
+        line.buyer_quantity, line.buyer_date, line.buyer_price = (
+            line.quantity,
+            line.date,
+            line.price,
+        )
+        line.charges = line.buyer_charges = content.charges(
+            c, line.price.currency, c.choice((0, 0, 1))
+        )
+        line.item_document = {
+            "number": number,
+            "revision": c.choice(("A", "B", "2020.58", "3")),
+            "name": name,
+            "purchaseUnitOfMeasureIso": unit,
+            "supplierItemNumber": f"S-{number}",
+        }
+        line.item_details = content.item_details(c, number, self._serial * 100 + index)
+        line.transport_mode = c.choice(content.TRANSPORT_MODES) if c.random() < 0.5 else None
+        line.keep_answered = c.random() < 0.65
+        line.sales_order = (f"SO{self._serial:07d}", str(index + 1))
+        line.buyer_extra = self._buyer_line_extra(index)
+
+    def _service_line(self, index: int, start: date) -> Line:
+        """A Service or Charge line: no item number, no delivery expected (api-facts §3.2)."""
+        c = self._content
+        line_type, reason, name, unit, quantity, price = c.choice(content.SERVICES)
+        line = Line(
+            id=self.uuid(),
+            position=f"{(index + 1) * 10:04d}",
+            item=("", name, unit, price),
+            quantity=quantity,
+            date=start.isoformat(),
+            price=content.pricing(price, unit, base=c.random() < 0.5),
+            line_type=line_type,
+            charge_reason=reason,
+        )
+        line.buyer_quantity, line.buyer_date, line.buyer_price = (
+            line.quantity,
+            line.date,
+            line.price,
+        )
+        line.item_document = {
+            "number": "",
+            "name": name,
+            "purchaseUnitOfMeasureIso": unit,
+            "supplierItemNumber": "",
+        }
+        line.keep_answered = c.random() < 0.65
+        line.sales_order = (f"SO{self._serial:07d}", str(index + 1))
+        line.buyer_extra = self._buyer_line_extra(index)
+        return line
+
+    def _buyer_line_extra(self, index: int) -> dict[str, Any]:
+        c = self._content
+        extra: dict[str, Any] = {}
+        if c.random() < 0.3:
+            extra["terms"] = {
+                "contractNumber": f"CT-{2026_000 + self._serial % 97}",
+                "contractPosition": f"{index + 1:04d}",
+            }
+        if c.random() < 0.3:
+            extra["projectNumber"] = f"PROJ{12_000 + self._serial % 500}"
+        if c.random() < 0.2:
+            extra["productionNumber"] = f"PROD{80_000 + self._serial}"
+        if c.random() < 0.4:
+            extra["properties"] = content.properties(c, content.BUYER_PROPERTIES)
+        if c.random() < 0.3:
+            extra["notes"] = content.notes(c, content.BUYER_NOTES)
+        if c.random() < 0.3:
+            extra["labels"] = content.labels(c, content.BUYER_LABELS)
+        if c.random() < 0.1:
+            extra["customLabels"] = ["checked"]
+        return extra
+
+    def _buyer_order_extra(self, order: Order) -> dict[str, Any]:
+        c = self._content
+        extra: dict[str, Any] = {}
+        if c.random() < 0.6:
+            extra["description"] = c.choice(
+                (
+                    f"Replenishment week {2 + self._serial % 50}",
+                    "Spare parts for service stock",
+                    "Call-off on framework contract",
+                    "Project Maasvlakte crane 3",
+                )
+            )
+        extra["terms"] = order.terms
+        extra["destination"] = c.choice(content.DESTINATIONS)
+        if c.random() < 0.7:
+            extra["properties"] = content.properties(c, content.BUYER_PROPERTIES)
+        if c.random() < 0.6:
+            extra["notes"] = content.notes(c, content.BUYER_NOTES)
+        if c.random() < 0.5:
+            extra["labels"] = content.labels(c, content.BUYER_LABELS)
+        return extra
+
+    def _supplier_answers(self, order: Order, lines: Sequence[Line]) -> None:
+        """The supplier's own texts appear with its first answer (order-response.json)."""
+        c = self._content
+        if order.supplier_extra is None:
+            extra: dict[str, Any] = {}
+            if c.random() < 0.4:
+                extra["description"] = "Order confirmation " + order.lines[0].sales_order[0]
+            if c.random() < 0.5:
+                extra["properties"] = content.properties(c, content.SUPPLIER_PROPERTIES)
+            if c.random() < 0.5:
+                extra["notes"] = content.notes(c, content.SUPPLIER_NOTES)
+            if c.random() < 0.3:
+                extra["labels"] = content.labels(c, content.SUPPLIER_LABELS)
+            order.supplier_extra = extra
+        for line in lines:
+            if line.supplier_extra is None:
+                line_extra: dict[str, Any] = {}
+                if c.random() < 0.3:
+                    line_extra["properties"] = content.properties(c, content.SUPPLIER_PROPERTIES)
+                if c.random() < 0.3:
+                    line_extra["notes"] = content.notes(c, content.SUPPLIER_NOTES)
+                if c.random() < 0.2:
+                    line_extra["labels"] = content.labels(c, content.SUPPLIER_LABELS)
+                line.supplier_extra = line_extra
 
     # ------------------------------------------------------------ lifecycle
 
@@ -616,56 +931,190 @@ class World:
         lines = self._lines(order, "accept")
         for line in lines:
             line.process, line.in_progress, line.confirmed = "Confirmed", None, True
+        self._supplier_answers(order, lines)
         return self._touch(order, lines, "OrderLinesAcceptedBySupplier")
 
     def _step_reject(self, order: Order) -> Change:
         lines = self._lines(order, "reject", at_most=1)
         for line in lines:
             line.process, line.in_progress = "Rejected", None
+        self._supplier_answers(order, lines)
         return self._touch(order, lines, "OrderLinesRejectedBySupplier")
 
     def _step_update_by_buyer(self, order: Order) -> Change:
         lines = self._lines(order, "update_by_buyer", at_most=1)
         for line in lines:
             line.quantity += Decimal(self.rng.choice((1, 5, 10)))
+            line.buyer_quantity = line.quantity
         return self._touch(order, lines, "OrderLinesUpdatedByBuyer")
+
+    def _step_split(self, order: Order) -> Change:
+        """The supplier confirms a line in two deliveries: the second becomes a new line.
+
+        Tradecloud represents the split-off line with an empty ``buyerLine.position``
+        and ``originalPosition`` naming the line it came from, until the buyer's ERP
+        assigns it a position (``assign_position``). The new line is confirmed, as
+        the supplier's different values are when the buyer confirms automatically.
+        """
+        (line,) = self._lines(order, "split", at_most=1)
+        share = Decimal(self._content.choice(("0.5", "0.6", "0.75")))
+        first = (line.quantity * share).quantize(Decimal(1), rounding=ROUND_DOWN)
+        first = min(max(first, Decimal(1)), line.quantity - 1)
+        later = date.fromisoformat(line.date) + timedelta(days=self._content.choice((14, 21, 28)))
+        split = replace(
+            line,
+            id=self.uuid(),
+            position="",
+            original_position=line.position,
+            quantity=line.quantity - first,
+            date=later.isoformat(),
+            buyer_quantity=line.quantity - first,
+            buyer_date=later.isoformat(),
+            documents=[],
+            buyer_documents=[],
+            answered={},
+            event_ms={},
+            rendered={},
+            sales_order=(line.sales_order[0], f"{line.sales_order[1]}.1"),
+        )
+        line.quantity = first
+        for moved in (line, split):
+            moved.process, moved.in_progress, moved.confirmed = "Confirmed", None, True
+        order.lines.insert(order.lines.index(line) + 1, split)
+        self._supplier_answers(order, [line, split])
+        return self._touch(order, [line, split], "OrderLinesConfirmedBySupplier")
+
+    def _step_assign_position(self, order: Order) -> Change:
+        """The buyer's ERP gives a split-off line its own position (``originalPosition`` stays)."""
+        (line,) = self._lines(order, "assign_position", at_most=1)
+        taken = [int(ln.position) for ln in order.lines if ln.position.isdigit()]
+        line.position = f"{max(taken, default=0) + 10:04d}"
+        return self._touch(order, [line], "OrderLinesUpdatedByBuyer")
+
+    def _requested(self, order: Order, step: Step, *, at_most: int | None = None) -> list[Line]:
+        """The lines a request step asks for: the spec's line, else the usual choice.
+
+        With a request spec but no line, only the first line the step applies
+        to: a test asking for one proposal gets exactly one.
+        """
+        spec = self._options.request
+        if spec is None:
+            return self._lines(order, step, at_most=at_most)
+        candidates = [line for line in order.lines if RULES[step][1](line)]
+        if spec.line is not None:
+            candidates = [ln for ln in candidates if spec.line in (ln.position, ln.id)]
+            if not candidates:
+                raise ValueError(f"line {spec.line!r} of order {order.id} cannot {step} now")
+        return candidates[:1]
 
     def _open(
         self,
+        order: Order,
         lines: list[Line],
         by: Literal["buyer", "supplier"],
         kind: Literal["proposal", "reopen", "reconfirmation"],
         status: str,
     ) -> None:
-        """Open a request: the line goes InProgress; plain schedules and prices stay (§4)."""
-        for line in lines:
-            later = date.fromisoformat(line.date) + timedelta(days=self.rng.choice((3, 7, 14)))
-            factor = Decimal(self.rng.choice(("1.00", "1.05", "0.97")))
-            line.request = Request(
-                by,
-                kind,
-                line.quantity,
-                later.isoformat() if kind != "reconfirmation" else line.date,
-                (line.price * factor).quantize(line.price)
-                if kind != "reconfirmation"
-                else line.price,
-            )
-            line.process, line.in_progress = "InProgress", status
+        """Open a request: the line goes InProgress; plain schedules and prices stay (§4).
 
-    def _close(self, line: Line, *, apply: bool) -> None:
-        """Close the line's request; ``apply`` takes its values (approved proposal or reopen)."""
-        if apply and line.request is not None:
-            line.date, line.price, line.quantity = (
-                line.request.date,
-                line.request.price,
-                line.request.quantity,
-            )
+        A request asks for a later date, a moved price (sometimes in another
+        currency, a yuan price with 18 decimals), sometimes another quantity and
+        other charge lines, with a reason. The world's first supplier proposal,
+        and a share of later ones, is the issue's reproduction case: a price in
+        CNY with 18 decimals and no ``pricesIncludingRequests`` on the line.
+        """
+        for line in lines:
+            # The lifecycle generator draws as it always did; content draws apart.
+            days = self.rng.choice((3, 7, 14))
+            factor = Decimal(self.rng.choice(("1.00", "1.05", "0.97")))
+            if kind == "reconfirmation":
+                request = Request(by, kind, line.quantity, line.date, line.price)
+            else:
+                spec = self._options.request
+                if spec is None and kind == "proposal":
+                    self._proposals += 1
+                    if self._proposals == 1:
+                        spec = REPRODUCTION
+                request = self._new_request(line, by, kind, spec, days, factor)
+            line.request = request
+            line.process, line.in_progress = "InProgress", status
+        if by == "supplier":
+            self._supplier_answers(order, lines)
+
+    def _new_request(
+        self,
+        line: Line,
+        by: Literal["buyer", "supplier"],
+        kind: Literal["proposal", "reopen"],
+        spec: RequestSpec | None,
+        days: int,
+        factor: Decimal,
+    ) -> Request:
+        c = self._content
+        given = spec or RequestSpec()
+        if given.date is not None:
+            when = given.date
+        else:
+            shift = given.days if given.days is not None else days
+            when = (date.fromisoformat(line.date) + timedelta(days=shift)).isoformat()
+        quantity = given.quantity
+        if quantity is None:
+            quantity = line.quantity
+            if kind == "proposal" and c.random() < 0.3:  # a tenth more, in full boxes
+                box = Decimal(10) if quantity >= 10 else Decimal(1)
+                more = (quantity * Decimal("1.1") / box).to_integral_value(rounding=ROUND_CEILING)
+                quantity = more * box
+        price = content.requested_pricing(c, line.price, given, factor)
+        if given.charge_lines is not None:
+            charges = content.charges(c, price.currency, given.charge_lines)
+        elif c.random() < 0.3:
+            charges = content.charges(c, price.currency, 1)
+        else:
+            charges = line.charges
+        hide = given.prices_including_requests is False or (
+            spec is None and price.currency == "CNY"
+        )
+        return Request(
+            by,
+            kind,
+            quantity,
+            when,
+            price,
+            reason=given.reason if given.reason is not None else content.reason(c, by, kind),
+            charges=charges,
+            hide_including_prices=hide,
+        )
+
+    def _close(self, line: Line, *, apply: bool, status: RequestStatus | None = None) -> None:
+        """Answer the line's request; ``apply`` takes its values (approved proposal or reopen).
+
+        The answered request stays readable with ``status`` on lines that keep
+        them (a share), until another request takes its place.
+        """
+        request = line.request
+        if request is not None:
+            if apply:
+                line.date, line.price, line.quantity = request.date, request.price, request.quantity
+                line.charges = request.charges
+                if request.by == "buyer":  # the buyer's own order line changed
+                    line.buyer_date, line.buyer_quantity = request.date, request.quantity
+                    line.buyer_price, line.buyer_charges = request.price, request.charges
+            self._keep_answered(line, request, status or ("Approved" if apply else "Rejected"))
         line.request = None
         line.process, line.in_progress, line.confirmed = "Confirmed", None, True
 
+    @staticmethod
+    def _keep_answered(line: Line, request: Request, status: RequestStatus) -> None:
+        if request.kind == "reconfirmation":
+            return
+        if line.keep_answered:
+            line.answered[request.slot] = replace(request, status=status)
+        else:
+            line.answered.pop(request.slot, None)
+
     def _step_propose(self, order: Order) -> Change:
-        lines = self._lines(order, "propose")
-        self._open(lines, "supplier", "proposal", "OpenSupplierProposal")
+        lines = self._requested(order, "propose")
+        self._open(order, lines, "supplier", "proposal", "OpenSupplierProposal")
         return self._touch(order, lines, "OrderChangesProposedBySupplier")
 
     def _step_approve_proposal(self, order: Order) -> Change:
@@ -678,18 +1127,20 @@ class World:
         """The buyer rejects: the line stays InProgress until the supplier answers again."""
         lines = self._lines(order, "reject_proposal")
         for line in lines:
+            if line.request is not None:
+                self._keep_answered(line, line.request, "Rejected")
             line.request = None
             line.process, line.in_progress = "InProgress", "RejectedSupplierProposal"
         return self._touch(order, lines, "OrderChangesProposalRejectedByBuyer")
 
     def _step_buyer_reopen(self, order: Order) -> Change:
-        lines = self._lines(order, "buyer_reopen", at_most=1)
-        self._open(lines, "buyer", "reopen", "OpenBuyerReopenRequest")
+        lines = self._requested(order, "buyer_reopen", at_most=1)
+        self._open(order, lines, "buyer", "reopen", "OpenBuyerReopenRequest")
         return self._touch(order, lines, "OrderLinesReopenRequestedByBuyer")
 
     def _step_supplier_reopen(self, order: Order) -> Change:
-        lines = self._lines(order, "supplier_reopen", at_most=1)
-        self._open(lines, "supplier", "reopen", "OpenSupplierReopenRequest")
+        lines = self._requested(order, "supplier_reopen", at_most=1)
+        self._open(order, lines, "supplier", "reopen", "OpenSupplierReopenRequest")
         return self._touch(order, lines, "OrderLinesReopenRequestedBySupplier")
 
     def _answer(self, order: Order, step: Step, *, apply: bool, event_name: str) -> Change:
@@ -732,7 +1183,7 @@ class World:
 
     def _step_request_reconfirmation(self, order: Order) -> Change:
         lines = self._lines(order, "request_reconfirmation", at_most=1)
-        self._open(lines, "buyer", "reconfirmation", "OpenBuyerReconfirmationRequest")
+        self._open(order, lines, "buyer", "reconfirmation", "OpenBuyerReconfirmationRequest")
         return self._touch(order, lines, "OrderLinesReconfirmationRequestedByBuyer")
 
     def _step_reconfirm(self, order: Order) -> Change:
@@ -748,8 +1199,11 @@ class World:
         return self.approve_shipment(shipment_id)
 
     def _step_cancel(self, order: Order) -> Change:
+        """The buyer cancels; an open request on the line is closed (no longer relevant)."""
         lines = self._lines(order, "cancel", at_most=1)
         for line in lines:
+            if line.request is not None:
+                self._keep_answered(line, line.request, "Closed")
             line.request = None
             line.process, line.in_progress, line.logistics = "Cancelled", None, "Cancelled"
         return self._touch(order, lines, "OrderLinesCancelledByBuyer")
@@ -764,6 +1218,9 @@ class World:
         lines = self._lines(order, step)
         for line in lines:
             line.logistics = after
+            if after == "ReadyToShip":  # the supplier plans the transport: ETD and ETA
+                line.eta = line.date
+                line.etd = (date.fromisoformat(line.date) - timedelta(days=2)).isoformat()
         return self._touch(order, lines, event_name)
 
     def _step_produce(self, order: Order) -> Change:
@@ -780,10 +1237,18 @@ class World:
         return self._logistics(order, "deliver", "Delivered", "OrderLinesMarkedAsDeliveredByBuyer")
 
     def _step_ship(self, order: Order) -> Change:
-        """Ship lines: the order moves to Shipped and a shipment is issued."""
+        """Ship lines: the order moves to Shipped and a shipment is issued.
+
+        The shipment carries what a despatch advice does (despatch-advice.json):
+        parties, contacts, invoice numbers, purchase-order terms, departure and
+        destinations with ETD and an ETA window, for a share load carriers and
+        ``supplierErpMeta``, and the supplier ERP's zone-less issue time.
+        """
         lines = self._lines(order, "ship")
+        today = datetime.fromtimestamp(self._now / 1000, UTC).date()
         for line in lines:
             line.logistics, line.shipped = "Shipped", line.quantity
+            line.etd = today.isoformat()
         change = self._touch(order, lines, "OrderLinesDeliveryScheduleLogisticsUpdatedBySupplier")
         self._serial += 1
         shipment = Shipment(
@@ -792,22 +1257,26 @@ class World:
             order_id=order.id,
             lines=[(line, line.quantity) for line in lines],
             trace_id=self.uuid(),
+            ordered=[line.quantity for line in lines],
         )
         if self.documented:
             shipment.zoneless = self._doc_rng.random() < self.zoneless_share
-            departure = datetime.fromtimestamp(self._now / 1000, UTC).date()
-            shipment.locations = {
-                "departure": {
-                    "location": {"locationType": "AgreedPlace", "names": ["Supplier plant"]},
-                    "etdDate": departure.isoformat(),
-                },
-                "destinations": [
-                    {
-                        "location": {"locationType": "PlaceOfDestination", "names": ["Buyer DC"]},
-                        "etaStartDate": (departure + timedelta(days=3)).isoformat(),
-                    }
-                ],
-            }
+        c = self._content
+        local = datetime.fromtimestamp(self._now / 1000 - c.randint(300, 7200), UTC) + timedelta(
+            hours=1
+        )  # the supplier's ERP writes its own wall-clock time (CET), without a zone
+        shipment.content = content.shipment_content(
+            c,
+            serial=self._serial,
+            lines=len(lines),
+            transport_mode=next((ln.transport_mode for ln in lines if ln.transport_mode), None),
+            terms=order.terms,
+            issued_local=local.strftime("%Y-%m-%dT%H:%M:%S"),
+            user_ids=(self.uuid(), self.uuid()),
+        )
+        shipment.locations = content.locations(c, today, shipment.content.transport_mode)
+        if c.random() < 0.5:
+            shipment.erp_meta = content.erp_meta(c, self._serial, shipment.revision)
         self.shipments[shipment.id] = shipment
         self._shipments_of.setdefault(order.id, []).append(shipment.id)
         self._touch_shipment(shipment, "ShipmentIssuedBySupplier", tie=True)
@@ -815,28 +1284,37 @@ class World:
 
     def _step_attach_document(self, order: Order) -> Change:
         (line,) = self._lines(order, "attach_document", at_most=1)
-        document = {
-            "code": f"DOC-{self._serial:06d}",
-            "revision": "1",
-            "name": f"Material certificate {line.position}.pdf",
-            "objectId": self.uuid(),
-            "type": "Certificate",
-            "description": "3.1 material certificate",
-        }
+        object_id = self.uuid()
         if not self.documented:
-            line.documents.append(document)
+            line.documents.append(self._document(object_id, "certificate", line))
             return self._touch(
                 order, [line], "OrderDocumentsAttachedBySupplier", kind="order_documents"
             )
         # Documented: either party attaches, and a documents event keeps the version.
         by = self._by()
-        (line.buyer_documents if by == "buyer" else line.documents).append(document)
+        if by == "buyer":
+            line.buyer_documents.append(self._document(object_id, "drawing", line))
+        else:
+            line.documents.append(self._document(object_id, "certificate", line))
         return self._touch(
             order,
             [line],
             f"OrderDocumentsAttachedBy{by.title()}",
             kind="order_documents",
             bump=False,
+        )
+
+    def _document(
+        self,
+        object_id: str,
+        kind: Literal["drawing", "certificate", "terms", "confirmation"],
+        line: Line | None = None,
+        subject: str = "",
+    ) -> dict[str, Any]:
+        if line is not None:
+            subject = line.item[0] or line.item[1]
+        return content.document(
+            self._content, self._next_doc_serial(), object_id, kind=kind, subject=subject
         )
 
     # ------------------------------------------------------------ documented situations
@@ -896,22 +1374,16 @@ class World:
             ln for ln in order.lines if ln.process not in ("Cancelled", "Completed", "Rejected")
         ]
         line = self._doc_rng.choice(live or order.lines)
-        line.item_details = {
-            "countryOfOriginCodeIso2": self._doc_rng.choice(("NL", "DE", "CN", "IT")),
-            "batchNumber": f"B{self._next_doc_serial():06d}",
-        }
+        line.item_details = content.corrected_details(
+            self._content, line.item_details, self._next_doc_serial()
+        )
         return self._touch(order, [line], "OrderLinesItemDetailsChanged")
 
     def _step_attach_order_document(self, order: Order) -> Change:
         """An order-level document (``buyerOrder``/``supplierOrder.documents``): no lines."""
-        by, n = self._by(), self._next_doc_serial()
-        document = {
-            "code": f"ODOC-{n:06d}",
-            "revision": "1",
-            "name": f"Order terms {order.number}.pdf",
-            "objectId": self.uuid(),
-            "type": "Terms",
-        }
+        by = self._by()
+        kind: Literal["terms", "confirmation"] = "terms" if by == "buyer" else "confirmation"
+        document = self._document(self.uuid(), kind, subject=order.number)
         (order.buyer_documents if by == "buyer" else order.supplier_documents).append(document)
         return self._touch(
             order,
@@ -927,7 +1399,7 @@ class World:
         return [
             (updated, moved)
             for moved in order.lines
-            if _confirmed(moved, "Open", "Produced")
+            if _confirmed(moved, "Open", "Produced") and not moved.no_delivery
             for updated in order.lines
             if updated is not moved
             and updated.process not in ("Cancelled", "Completed", "Rejected")
@@ -1054,8 +1526,18 @@ class World:
         previous = (order.updated_ms, order.id)
         if stamp is None:
             stamp = self.now_ms(tie=tie)
+        moved = False
         for line in lines:
             line.updated_ms = stamp
+            line.rendered.clear()
+            moved |= line.seen != (line.process, line.logistics) or not line.event_ms
+            line.seen = _note_event_dates(
+                line.event_ms, line.seen, line.process, line.logistics, stamp
+            )
+        if moved or not order.event_ms:  # only a line's status can move the order's
+            order.seen = _note_event_dates(
+                order.event_ms, order.seen, order.process_status, order.logistics_status, stamp
+            )
         if previous[0]:
             del self._order_index[bisect.bisect_left(self._order_index, previous)]
         order.updated_ms = stamp
@@ -1162,13 +1644,18 @@ class World:
             )
             locations = shipment.locations or {"departure": {}, "destinations": [{}]}
             locations["departure"]["atdDate"] = day.isoformat()
-            locations["destinations"][0]["etaStartDate"] = (day + timedelta(days=2)).isoformat()
+            eta = (day + timedelta(days=2)).isoformat()
+            locations["destinations"][-1] |= {"etaStartDate": eta, "etaEndDate": eta}
+            if shipment.revision >= 2:  # arrived: every stop has its ATA, a port its ATD too
+                for stop in locations["destinations"]:
+                    stop["ataDate"] = stop.get("etaStartDate", eta)
+                    if stop is not locations["destinations"][-1]:
+                        stop["atdDate"] = stop["ataDate"]
             shipment.locations = locations
         else:
-            shipment.erp_meta = {
-                "erpSystem": "SupplierERP",
-                "despatchAdviceRevision": str(shipment.revision),
-            }
+            shipment.erp_meta = content.erp_meta(
+                self._content, int(shipment.number[2:]), shipment.revision
+            )
         return self._touch_shipment(shipment, "ShipmentHeaderUpdatedBySupplier", restamp=())
 
     def reissue_shipment(self, shipment_id: str) -> Change:
@@ -1178,6 +1665,9 @@ class World:
         line, quantity = shipment.lines[index]
         shipment.lines[index] = (line, quantity - 1 if quantity > 1 else quantity + 1)
         shipment.status, shipment.reason = "Issued", None
+        if shipment.backorder_date is None:
+            later = datetime.fromtimestamp(self._now / 1000, UTC).date() + timedelta(days=14)
+            shipment.backorder_date = later.isoformat()
         return self._touch_shipment(shipment, "ShipmentReissuedBySupplier", restamp=(index,))
 
     # ------------------------------------------------------------ queries
@@ -1220,43 +1710,50 @@ class World:
         lines: Sequence[Line] | None = None,
         webhook: bool = False,
     ) -> dict[str, Any]:
-        document: dict[str, Any] = {
+        """The order as Tradecloud renders it (api-facts §3.1), every line or ``lines``.
+
+        The header is the same in a webhook event and a poll; only the lines
+        differ (an event carries the lines it touched).
+        """
+        buyer_order: dict[str, Any] = {
+            "companyId": BUYER_COMPANY,
+            "purchaseOrderNumber": order.number,
+            "supplierAccountNumber": "SUP-0815",
+            "orderType": "Purchase",
+            **order.buyer_extra,
+            "contact": order.buyer_contact or {"email": "purchasing@buyer.example"},
+            "documents": order.buyer_documents,
+        }
+        supplier_order: dict[str, Any] = {
+            "companyId": SUPPLIER_COMPANY,
+            "buyerAccountNumber": "CUST-4711",
+            **(order.supplier_extra or {}),
+            "contact": order.supplier_contact or {"email": "sales@supplier.example"},
+            "documents": order.supplier_documents,
+        }
+        if order.buyer_labels is not None:
+            buyer_order["customLabels"] = order.buyer_labels
+        if order.supplier_labels is not None:
+            supplier_order["customLabels"] = order.supplier_labels
+        zoneless = order.zoneless
+        return {
             "orderId" if webhook else "id": order.id,
-            "buyerOrder": {
-                "companyId": BUYER_COMPANY,
-                "purchaseOrderNumber": order.number,
-                "supplierAccountNumber": "SUP-0815",
-                "orderType": "Purchase",
-                "contact": order.buyer_contact or {"email": "purchasing@buyer.example"},
-                "documents": order.buyer_documents,
-            },
-            "supplierOrder": {
-                "companyId": SUPPLIER_COMPANY,
-                "buyerAccountNumber": "CUST-4711",
-                "contact": order.supplier_contact or {"email": "sales@supplier.example"},
-                "documents": order.supplier_documents,
-            },
+            "buyerOrder": buyer_order,
+            "supplierOrder": supplier_order,
             "indicators": {"deliveryOverdue": order.delivery_overdue},
             "status": {
                 "processStatus": order.process_status,
                 "logisticsStatus": order.logistics_status,
             },
             "version": order.version,
+            "eventDates": {key: self.stamp(ms, zoneless) for key, ms in order.event_ms.items()},
             "lines": [
-                self._line_document(line, single_delivery, order.zoneless)
+                self._line_document(line, single_delivery, zoneless)
                 for line in (order.lines if lines is None else lines)
             ],
             "meta": self.meta(order.message_id, order.trace_id, order.message_ms),
-            "lastUpdatedAt": self.stamp(order.updated_ms, order.zoneless),
+            "lastUpdatedAt": self.stamp(order.updated_ms, zoneless),
         }
-        if order.buyer_labels is not None:
-            document["buyerOrder"]["labels"] = order.buyer_labels
-        if order.buyer_labels is not None or order.supplier_labels is not None:
-            document["customLabels"] = {
-                "buyer": order.buyer_labels or [],
-                "supplier": order.supplier_labels or [],
-            }
-        return document
 
     @staticmethod
     def stamp(ms: int, zoneless: bool) -> str:
@@ -1279,82 +1776,123 @@ class World:
     def _line_document(
         self, line: Line, single_delivery: bool, zoneless: bool = False
     ) -> dict[str, Any]:
-        number, name, unit, _ = line.item
-        schedule_status = {"Cancelled": "Open"}.get(line.logistics, line.logistics)
-        plain_entry = {
-            "position": "1",
+        """The line as rendered (cached until it is touched; never mutate the result)."""
+        key = (single_delivery, zoneless)
+        found = line.rendered.get(key)
+        if found is None:
+            found = line.rendered[key] = self._render_line(line, single_delivery, zoneless)
+        return found
+
+    def _render_line(self, line: Line, single_delivery: bool, zoneless: bool) -> dict[str, Any]:
+        """One order line in either flavour (api-facts §3.2, seed 003).
+
+        Delivery-schedule flavour: every schedule is a list of entries with a
+        ``position``. Single delivery: one ``scheduledDelivery`` per line, in
+        ``statusLine`` (documented) and, where the docs name no single-delivery
+        form, in the buyer line, the requests and the confirmed line too (the
+        shape of the SDK's single-delivery order). Only line-level schedules
+        carry ``status``, ``etd`` and ``eta``; ``transportMode`` shows where the
+        buyer set one.
+        """
+        current: dict[str, Any] = {
             "date": line.date,
             "quantity": line.quantity,
-            "status": schedule_status,
+            "status": "Open" if line.logistics == "Cancelled" else line.logistics,
         }
-        prices = _prices(line.price, unit)
+        if line.etd is not None:
+            current["etd"] = line.etd
+        if line.eta is not None:
+            current["eta"] = line.eta
+        if line.transport_mode is not None:
+            current["transportMode"] = line.transport_mode
+        prices = line.price.rendered
         # A reconfirmation request asks for no new values: only the status shows it.
         requested = line.request if line.request and line.request.kind != "reconfirmation" else None
-        incl_entry = dict(plain_entry)
-        incl_prices = prices
+        including, including_prices = current, prices
         if requested is not None:
-            incl_entry.update(date=requested.date, quantity=requested.quantity)
-            incl_prices = _prices(requested.price, unit)
-        document: dict[str, Any] = {
-            "id": line.id,
-            "lineType": "Item",
-            "buyerLine": {
-                "position": line.position,
-                "description": name,
-                "item": {
-                    "number": number,
-                    "name": name,
-                    "purchaseUnitOfMeasureIso": unit,
-                    "supplierItemNumber": f"S-{number}",
-                },
-                "documents": line.buyer_documents,
-            },
-            "supplierLine": {
-                "salesOrderNumber": "SO-" + line.position,
-                "salesOrderPosition": line.position.lstrip("0"),
-                "documents": line.documents,
-            },
-            "indicators": {"deliveryOverdue": False},
-            "status": {
-                "processStatus": line.process,
-                "logisticsStatus": line.logistics,
-                **({"inProgressStatus": line.in_progress} if line.in_progress else {}),
-            },
-            "lastUpdatedAt": self.stamp(line.updated_ms, zoneless),
+            including = current | {"date": requested.date, "quantity": requested.quantity}
+            including_prices = requested.price.rendered
+
+        buyer_values: dict[str, Any] = {
+            "date": line.date if line.buyer_date is None else line.buyer_date,
+            "quantity": line.quantity if line.buyer_quantity is None else line.buyer_quantity,
+        }
+        if line.transport_mode is not None:
+            buyer_values["transportMode"] = line.transport_mode
+        buyer_line: dict[str, Any] = {"position": line.position}
+        if line.original_position is not None:
+            buyer_line["originalPosition"] = line.original_position
+        buyer_line |= {
+            "description": line.item[1],
+            "item": line.item_document,
+            **_schedule(buyer_values, single_delivery),
+            "prices": (line.buyer_price or line.price).rendered,
+        }
+        if line.buyer_charges:
+            buyer_line["chargeLines"] = [charge.rendered for charge in line.buyer_charges]
+        buyer_line |= line.buyer_extra
+        buyer_line["indicators"] = {
+            "noDeliveryExpected": line.no_delivery,
+            "delivered": line.logistics == "Delivered",
+        }
+        buyer_line["documents"] = line.buyer_documents
+        supplier_line: dict[str, Any] = {
+            "salesOrderNumber": line.sales_order[0],
+            "salesOrderPosition": line.sales_order[1],
         }
         if line.supplier_description is not None:
-            document["supplierLine"]["description"] = line.supplier_description
+            supplier_line["description"] = line.supplier_description
+        if line.supplier_extra:
+            supplier_line |= line.supplier_extra
+        supplier_line["documents"] = line.documents
+        requests: dict[str, dict[str, Any]] = {}
+        for request in (*line.answered.values(), *((requested,) if requested else ())):
+            side, key = request.slot
+            requests.setdefault(side, {})[key] = _request_document(request, single_delivery)
+        if "buyerLine" in requests:
+            buyer_line["requests"] = requests["buyerLine"]
+        if "supplierLine" in requests:
+            supplier_line["requests"] = requests["supplierLine"]
+
+        document: dict[str, Any] = {"id": line.id, "lineType": line.line_type}
+        if line.charge_reason is not None:
+            document["chargeReasonCode"] = line.charge_reason
+        document["buyerLine"] = buyer_line
+        document["supplierLine"] = supplier_line
+        if line.confirmed:
+            document["confirmedLine"] = {
+                **_schedule({"date": line.date, "quantity": line.quantity}, single_delivery),
+                "prices": prices,
+                "chargeLines": [charge.rendered for charge in line.charges],
+            }
+        show_including = requested is None or not requested.hide_including_prices
+        if single_delivery:
+            status_line: dict[str, Any] = {
+                "scheduledDelivery": current,
+                "scheduledDeliveryInclRequests": including,
+                "prices": prices,
+            }
+            if show_including:
+                status_line["pricesInclRequests"] = including_prices
+            document["statusLine"] = status_line
+        else:
+            document["deliverySchedule"] = [{"position": "1", **current}]
+            document["deliveryScheduleIncludingRequests"] = [{"position": "1", **including}]
+            document["prices"] = prices
+            if show_including:
+                document["pricesIncludingRequests"] = including_prices
+        document["indicators"] = {"deliveryOverdue": line.overdue}
+        document["status"] = {
+            "processStatus": line.process,
+            "logisticsStatus": line.logistics,
+            **({"inProgressStatus": line.in_progress} if line.in_progress else {}),
+        }
+        document["eventDates"] = {
+            key: self.stamp(ms, zoneless) for key, ms in line.event_ms.items()
+        }
         if line.item_details is not None:
             document["mergedItemDetails"] = line.item_details
-        if requested is not None:
-            key = "proposal" if requested.kind == "proposal" else "reopenRequest"
-            side = "supplierLine" if requested.by == "supplier" else "buyerLine"
-            document[side]["requests"] = {
-                key: {
-                    "deliverySchedule": [
-                        {"position": "1", "date": requested.date, "quantity": requested.quantity}
-                    ],
-                    "prices": incl_prices,
-                    "reason": "Planning changed",
-                    "status": "Open",
-                }
-            }
-        if line.confirmed:
-            document["confirmedLine"] = {"deliverySchedule": [plain_entry], "prices": prices}
-        if single_delivery:
-            document["statusLine"] = {
-                "scheduledDelivery": {k: v for k, v in plain_entry.items() if k != "position"},
-                "scheduledDeliveryInclRequests": {
-                    k: v for k, v in incl_entry.items() if k != "position"
-                },
-                "prices": prices,
-                "pricesInclRequests": incl_prices,
-            }
-        else:
-            document["deliverySchedule"] = [plain_entry]
-            document["deliveryScheduleIncludingRequests"] = [incl_entry]
-            document["prices"] = prices
-            document["pricesIncludingRequests"] = incl_prices
+        document["lastUpdatedAt"] = self.stamp(line.updated_ms, zoneless)
         return document
 
     def webhook_body(
@@ -1446,71 +1984,128 @@ class World:
         return cached
 
     def shipment_document(self, shipment: Shipment) -> dict[str, Any]:
+        """The shipment as Tradecloud renders it (api-facts §3.4, despatch-advice.json).
+
+        Everything here comes from the shipment's own state, never from the live
+        order lines' mutable values: a shipment changes only when it is touched.
+        """
         order = self.orders.get(shipment.order_id) or self.deleted[shipment.order_id]
         stamp = self.stamp(shipment.updated_ms, shipment.zoneless)
         line_stamps = [
             self.stamp(ms, shipment.zoneless) if self.own_shipment_line_stamps else stamp
             for ms in shipment.line_stamps
         ]
-        document: dict[str, Any] = {
-            "id": shipment.id,
-            "identifiers": {"trackingNumber": f"TRK-{shipment.number}"},
-            "transportMode": "Road transport",
-            "supplierShipment": {
-                "companyId": SUPPLIER_COMPANY,
-                "buyerAccountNumber": "CUST-4711",
-                "shipmentNumber": shipment.number,
-                "invoiceNumbers": [],
-                "documents": [],
-                "contacts": [],
-            },
-            "buyerShipment": {
-                "companyId": BUYER_COMPANY,
-                "supplierAccountNumber": "SUP-0815",
-                "documents": [],
-                "contacts": [],
-            },
-            "loadCarriers": [],
-            "lines": [
+        extra = shipment.content
+        advice = "DA-" + shipment.number
+        rendered_lines = []
+        for i, (line, quantity) in enumerate(shipment.lines):
+            number, name, unit, _ = line.item
+            ordered = shipment.ordered[i] if i < len(shipment.ordered) else quantity
+            backorder = max(ordered - quantity, Decimal(0))
+            supplier_line: dict[str, Any] = {
+                "despatchAdviceNumber": advice,
+                "despatchAdviceLinePosition": str(i + 1),
+                "despatchQuantity": quantity,
+                "backorderQuantity": backorder,
+            }
+            if backorder and shipment.backorder_date is not None:
+                supplier_line["backorderDate"] = shipment.backorder_date
+            item: dict[str, Any] = {"buyerItemNumber": number}
+            if "revision" in line.item_document:
+                item["buyerItemRevision"] = line.item_document["revision"]
+            item["buyerItemName"] = name
+            if extra is not None:
+                item["supplierItemNumber"] = f"S-{number}"
+                item["supplierItemName"] = name
+            item["purchaseUnitOfMeasureIso"] = unit
+            rendered_lines.append(
                 {
                     "purchaseOrderNumber": order.number,
                     "purchaseOrderLinePosition": line.position,
                     "deliverySchedulePosition": "1",
-                    "item": {
-                        "buyerItemNumber": line.item[0],
-                        "buyerItemName": line.item[1],
-                        "purchaseUnitOfMeasureIso": line.item[2],
-                    },
-                    "supplierLine": {
-                        "despatchAdviceNumber": "DA-" + shipment.number,
-                        "despatchAdviceLinePosition": str(i + 1),
-                        "despatchQuantity": quantity,
-                        "backorderQuantity": 0,
-                    },
+                    "item": item,
+                    "supplierLine": supplier_line,
                     "meta": {"lastUpdatedAt": line_stamps[i]},
                 }
-                for i, (line, quantity) in enumerate(shipment.lines)
-            ],
+            )
+        carriers: list[dict[str, Any]] = []
+        loose = rendered_lines
+        if extra is not None and extra.carriers:
+            held: list[list[dict[str, Any]]] = [[] for _ in extra.carriers]
+            loose = []
+            for i, rendered in enumerate(rendered_lines):
+                index = extra.carrier_of_line[i] if i < len(extra.carrier_of_line) else None
+                (loose if index is None else held[index]).append(rendered)
+            carriers = [
+                {**carrier, "lines": inside}
+                for carrier, inside in zip(extra.carriers, held, strict=True)
+                if inside
+            ]
+        supplier: dict[str, Any] = {
+            "companyId": SUPPLIER_COMPANY,
+            "buyerAccountNumber": "CUST-4711",
+            "shipmentNumber": shipment.number,
+            "invoiceNumbers": [],
+            "documents": [],
+            "contacts": [],
+        }
+        buyer: dict[str, Any] = {
+            "companyId": BUYER_COMPANY,
+            "supplierAccountNumber": "SUP-0815",
+            "documents": [],
+            "contacts": [],
+        }
+        identifiers: dict[str, Any] = {"trackingNumber": f"TRK-{shipment.number}"}
+        transport_mode = "Road transport"
+        meta: dict[str, Any] = {"lastUpdatedAt": stamp}
+        if extra is not None:
+            identifiers = extra.identifiers
+            transport_mode = extra.transport_mode
+            supplier |= {
+                "supplierParty": content.SUPPLIER_PARTY,
+                "despatchAdviceNumber": advice,
+                "invoiceNumbers": extra.invoice_numbers,
+                "contacts": extra.supplier_contacts,
+            }
+            buyer |= {
+                "buyerParty": content.BUYER_PARTY,
+                "contacts": extra.buyer_contacts,
+                "purchaseOrderTerms": extra.terms,
+            }
+            meta["despatchAdviceErpIssueDateTime"] = extra.issued_local
+        document: dict[str, Any] = {
+            "id": shipment.id,
+            "identifiers": identifiers,
+            "transportMode": transport_mode,
+            "supplierShipment": supplier,
+            "buyerShipment": buyer,
+            "loadCarriers": carriers,
+            "lines": loose,
             "status": {"processStatus": shipment.status},
-            "meta": {"lastUpdatedAt": stamp},
+            "meta": meta,
         }
         if shipment.reason is not None:
             document["status"]["processStatusReason"] = shipment.reason
         if shipment.locations is not None:
             document["locations"] = shipment.locations
         if shipment.erp_meta is not None:
-            document["meta"]["supplierErpMeta"] = shipment.erp_meta
+            meta["supplierErpMeta"] = shipment.erp_meta
         return document
 
 
-def _prices(price: Decimal, unit: str) -> dict[str, Any]:
-    return {
-        "grossPrice": {"priceInTransactionCurrency": {"value": price, "currencyIso": "EUR"}},
-        "discountPercentage": 0,
-        "netPrice": {
-            "priceInTransactionCurrency": {"value": price, "currencyIso": "EUR"},
-            "priceInBaseCurrency": {"value": price, "currencyIso": "EUR"},
-        },
-        "priceUnitOfMeasureIso": unit,
-        "priceUnitQuantity": 1,
-    }
+def _schedule(values: dict[str, Any], single_delivery: bool) -> dict[str, Any]:
+    """A schedule inside a buyer line, request or confirmed line, in either flavour."""
+    if single_delivery:
+        return {"scheduledDelivery": values}
+    return {"deliverySchedule": [{"position": "1", **values}]}
+
+
+def _request_document(request: Request, single_delivery: bool) -> dict[str, Any]:
+    """``requests.proposal`` / ``requests.reopenRequest`` (api-facts §3.2, seed 003)."""
+    document = _schedule({"date": request.date, "quantity": request.quantity}, single_delivery)
+    document["prices"] = request.price.rendered
+    if request.charges:
+        document["chargeLines"] = [charge.rendered for charge in request.charges]
+    document["reason"] = request.reason
+    document["status"] = request.status
+    return document
