@@ -14,7 +14,10 @@ Polls are served from the world's ``lastUpdatedAt`` index and pre-rendered
 documents, so the simulator is never the bottleneck (bench.simulator).
 
 Control (``/_control/…``, no auth; for tests and demos): create orders, advance
-lifecycles, resend orders, approve shipments, configure webhook targets (every
+lifecycles (a request step with chosen content: ``{"step": "propose",
+"request": {"reason": "capacity", "currency": "CNY", "decimals": 18, …}}``, or
+``{"proposal": {…}}`` when creating orders), resend orders, approve shipments,
+configure webhook targets (every
 change is then pushed), inject faults (``services.simulators.faults``: status
 codes, slow answers, connection resets, expired tokens) and read delivery
 outcomes. ``TradecloudSimulator`` offers the same as a Python API.
@@ -48,6 +51,7 @@ from aiohttp import web
 from services.simulators.faults import Fault, FaultBook, add_fault_routes
 from services.simulators.limits import TokenBucket
 from services.simulators.serving import Handler, problem, read_object, reply
+from services.simulators.tradecloud.content import RequestSpec
 from services.simulators.tradecloud.webhooks import Delivery, Kind, WebhookSender, WebhookTarget
 from services.simulators.tradecloud.world import (
     RULES,
@@ -82,6 +86,8 @@ DOCUMENTED_STEPS: Final = frozenset(
 )
 STEPS: Final = frozenset((*RULES, "approve_shipment", *DOCUMENTED_STEPS))
 SHIPMENT_ACTIONS: Final = ("approve", "reject", "update-header", "reissue")
+REQUEST_STEPS: Final = ("propose", "buyer_reopen", "supplier_reopen")
+"""Steps a ``request`` spec gives content to."""
 
 
 @dataclass
@@ -142,8 +148,13 @@ class TradecloudSimulator:
         lines: int | None = None,
         single_delivery: bool = False,
         zoneless: bool | None = None,
+        proposal: RequestSpec | None = None,
     ) -> list[str]:
-        """Issue ``count`` orders (``zoneless``: their stamps without a zone; None: the mode)."""
+        """Issue ``count`` orders (``zoneless``: their stamps without a zone; None: the mode).
+
+        ``proposal``: the supplier then proposes exactly that on each new order
+        (its first line, or ``proposal.line``), pushed like any change.
+        """
         ids = []
         for _ in range(count):
             change = self.world.issue_order(
@@ -151,6 +162,8 @@ class TradecloudSimulator:
             )
             self.push(change)
             ids.append(change.document_id)
+            if proposal is not None:
+                self.advance_all(change.document_id, "propose", StepOptions(request=proposal))
         return ids
 
     def advance(
@@ -566,6 +579,12 @@ async def _state(request: web.Request) -> web.Response:
 
 
 async def _create_orders(request: web.Request) -> web.Response:
+    """``{count, lines, single_delivery, zoneless, proposal}``.
+
+    ``proposal`` (a request spec, see ``_advance_order``) makes the supplier
+    propose exactly that on each new order; the answer then lists those
+    changes too.
+    """
     body = await read_object(request)
     lines = body.get("lines")
     if lines is not None and (not isinstance(lines, int) or not 1 <= lines <= 500):
@@ -573,13 +592,28 @@ async def _create_orders(request: web.Request) -> web.Response:
     zoneless = body.get("zoneless")
     if zoneless is not None and not isinstance(zoneless, bool):
         return problem(400, "zoneless: true, false or null (the mode decides)")
-    ids = _sim(request).create_orders(
-        int(body.get("count", 1)),
-        lines=lines,
-        single_delivery=bool(body.get("single_delivery", False)),
-        zoneless=zoneless,
-    )
-    return reply({"order_ids": ids}, status=201)
+    proposal = None
+    if body.get("proposal") is not None:
+        try:
+            proposal = RequestSpec.from_json(body["proposal"])
+        except ValueError as exc:
+            return problem(400, str(exc).replace("request", "proposal", 1))
+    sim = _sim(request)
+    before = len(sim.world.changes)
+    try:
+        ids = sim.create_orders(
+            int(body.get("count", 1)),
+            lines=lines,
+            single_delivery=bool(body.get("single_delivery", False)),
+            zoneless=zoneless,
+            proposal=proposal,
+        )
+    except ValueError as exc:
+        return problem(409, str(exc))
+    answer: dict[str, Any] = {"order_ids": ids}
+    if proposal is not None:
+        answer["changes"] = [_change_json(c) for c in sim.world.changes[before:]]
+    return reply(answer, status=201)
 
 
 def _known_order(request: web.Request) -> Order:
@@ -615,7 +649,14 @@ async def _control_order(request: web.Request) -> web.Response:
 
 
 async def _advance_order(request: web.Request) -> web.Response:
-    """One step; the first change's fields, and ``changes``: every change it made."""
+    """One step; the first change's fields, and ``changes``: every change it made.
+
+    ``{step, subscribed, by, lines, request}``; ``request`` gives a request
+    step (``propose``, ``buyer_reopen``, ``supplier_reopen``) its content:
+    ``{reason, currency, decimals, price, quantity, date | days, base_price,
+    charge_lines, prices_including_requests, line}``, every field optional
+    (``content.RequestSpec``). 409 when the step or the line cannot be done now.
+    """
     body = await read_object(request)
     sim = _sim(request)
     order = _known_order(request)
@@ -629,8 +670,16 @@ async def _advance_order(request: web.Request) -> web.Response:
         return problem(400, "by: buyer or supplier")
     if lines not in (None, "empty", "omit"):
         return problem(400, "lines: empty or omit (a header-only event's lines)")
+    spec = None
+    if body.get("request") is not None:
+        if step not in REQUEST_STEPS:
+            return problem(400, f"request: only with step {' or '.join(REQUEST_STEPS)}")
+        try:
+            spec = RequestSpec.from_json(body["request"])
+        except ValueError as exc:
+            return problem(400, str(exc))
     try:
-        changes = sim.advance_all(order.id, step, StepOptions(subscribed, by, lines))
+        changes = sim.advance_all(order.id, step, StepOptions(subscribed, by, lines, spec))
     except ValueError as exc:
         return problem(409, str(exc))
     if not changes:

@@ -315,7 +315,66 @@ class RequestSpec:
     prices_including_requests: bool | None = None
     """False: the line carries no ``pricesIncludingRequests`` while the request is open."""
     line: str | None = None
-    """The line (position or id) to ask for; None: the step's usual choice."""
+    """The line (position or id) to ask for; None: the first line the step applies to."""
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RequestSpec:
+        """The control API's JSON object; ``ValueError`` names what is wrong.
+
+        ``price`` and ``quantity`` are exact: a JSON number (decoded exactly) or
+        a decimal string; ``date`` is ``YYYY-MM-DD``.
+        """
+        if not isinstance(raw, dict):
+            raise ValueError("request: a JSON object")
+        unknown = set(raw) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"request: unknown fields {sorted(unknown)}")
+
+        def exact(name: str) -> Decimal | None:
+            value = raw.get(name)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+                raise ValueError(f"request.{name}: a number or a decimal string")
+            try:
+                found = Decimal(value)
+            except ArithmeticError:
+                raise ValueError(f"request.{name}: not a decimal: {value!r}") from None
+            if not found.is_finite() or found <= 0:
+                raise ValueError(f"request.{name}: a positive decimal")
+            return found
+
+        def typed(name: str, kind: type, check: Any = None, hint: str = "out of range") -> Any:
+            value = raw.get(name)
+            if value is None:
+                return None
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"request.{name}: {kind.__name__} expected")
+            if check is not None and not check(value):
+                raise ValueError(f"request.{name}: {value!r} is {hint}")
+            return value
+
+        day = typed("date", str)
+        if day is not None:
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise ValueError("request.date: YYYY-MM-DD") from None
+        return cls(
+            reason=typed("reason", str),
+            currency=typed(
+                "currency", str, RATES.__contains__, f"not one of {', '.join(sorted(RATES))}"
+            ),
+            decimals=typed("decimals", int, lambda n: 0 <= n <= 24),
+            price=exact("price"),
+            quantity=exact("quantity"),
+            date=day,
+            days=typed("days", int, lambda n: -365 <= n <= 365),
+            base_price=typed("base_price", bool),
+            charge_lines=typed("charge_lines", int, lambda n: 0 <= n <= len(CHARGE_TYPES)),
+            prices_including_requests=typed("prices_including_requests", bool),
+            line=typed("line", str),
+        )
 
 
 @dataclass(frozen=True)
@@ -437,12 +496,17 @@ def requested_pricing(
     spec: RequestSpec | None = None,
     factor: Decimal = Decimal(1),
 ) -> Pricing:
-    """A request's prices: the current ones times ``factor``, sometimes in another currency."""
-    spec = spec or RequestSpec()
-    net_eur = current.net.value / RATES[current.currency]
-    currency = spec.currency or (
-        rng.choice(("CNY", "USD")) if rng.random() < 0.1 else current.currency
-    )
+    """A request's prices: the current ones times ``factor``, sometimes in another currency.
+
+    Without a spec a tenth of requests ask in yuan or dollars; with one, its
+    currency (default: the current one). Yuan prices get 18 decimals unless the
+    spec says otherwise, as a supplier's ERP converting at full precision sends.
+    """
+    if spec is not None:
+        currency = spec.currency or current.currency
+    else:
+        spec = RequestSpec()
+        currency = rng.choice(("CNY", "USD")) if rng.random() < 0.1 else current.currency
     if currency not in RATES:
         raise ValueError(f"currency must be one of {sorted(RATES)}")
     decimals = spec.decimals
@@ -453,6 +517,7 @@ def requested_pricing(
     elif currency == current.currency and spec.decimals is None:
         net = quantize(current.net.value * factor, decimals)
     else:
+        net_eur = current.net.value / RATES[current.currency]
         net = convert(net_eur * factor, currency, decimals)
     base = spec.base_price if spec.base_price is not None else currency == BASE_CURRENCY
     return pricing(

@@ -1033,8 +1033,12 @@ class World:
                 spec = self._options.request
                 if spec is None and kind == "proposal":
                     self._proposals += 1
-                    if self._proposals == 1:
-                        spec = REPRODUCTION
+                    if self._proposals == 1:  # another date, quantity and price in yuan
+                        less = (line.quantity * Decimal("0.8")).quantize(Decimal(1), ROUND_DOWN)
+                        spec = replace(
+                            REPRODUCTION,
+                            quantity=less if 0 < less < line.quantity else line.quantity + 1,
+                        )
                 request = self._new_request(line, by, kind, spec, days, factor)
             line.request = request
             line.process, line.in_progress = "InProgress", status
@@ -1060,17 +1064,18 @@ class World:
         quantity = given.quantity
         if quantity is None:
             quantity = line.quantity
-            if kind == "proposal" and c.random() < 0.3:  # a tenth more, in full boxes
-                box = Decimal(10) if quantity >= 10 else Decimal(1)
+            if spec is None and kind == "proposal" and c.random() < 0.3:
+                box = Decimal(10) if quantity >= 10 else Decimal(1)  # a tenth more, full boxes
                 more = (quantity * Decimal("1.1") / box).to_integral_value(rounding=ROUND_CEILING)
                 quantity = more * box
-        price = content.requested_pricing(c, line.price, given, factor)
+        price = content.requested_pricing(c, line.price, spec, factor)
         if given.charge_lines is not None:
             charges = content.charges(c, price.currency, given.charge_lines)
-        elif c.random() < 0.3:
+        elif spec is None and c.random() < 0.3:
             charges = content.charges(c, price.currency, 1)
         else:
             charges = line.charges
+        # The reproduction case: a yuan price and no pricesIncludingRequests on the line.
         hide = given.prices_including_requests is False or (
             spec is None and price.currency == "CNY"
         )
