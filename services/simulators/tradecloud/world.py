@@ -1239,7 +1239,32 @@ class World:
         )
 
     def _step_deliver(self, order: Order) -> Change:
-        return self._logistics(order, "deliver", "Delivered", "OrderLinesMarkedAsDeliveredByBuyer")
+        """The buyer marks lines delivered; a shipment whose lines all arrived gets its ATA."""
+        change = self._logistics(
+            order, "deliver", "Delivered", "OrderLinesMarkedAsDeliveredByBuyer"
+        )
+        for shipment_id in self._shipments_of.get(order.id, ()):
+            shipment = self.shipments[shipment_id]
+            if (
+                shipment.status != "Rejected"
+                and shipment.locations is not None
+                and "ataDate" not in shipment.locations["destinations"][-1]
+                and all(line.logistics == "Delivered" for line, _ in shipment.lines)
+            ):
+                self._arrived(shipment)
+        return change
+
+    def _arrived(self, shipment: Shipment) -> Change:
+        """``ShipmentHeaderUpdatedBySupplier`` with the actual departure and arrival dates."""
+        assert shipment.locations is not None
+        today = datetime.fromtimestamp(self._now / 1000, UTC).date().isoformat()
+        departure = shipment.locations["departure"]
+        departure.setdefault("atdDate", departure.get("etdDate", today))
+        for stop in shipment.locations["destinations"]:
+            stop["ataDate"] = today
+            if stop is not shipment.locations["destinations"][-1]:
+                stop["atdDate"] = today
+        return self._touch_shipment(shipment, "ShipmentHeaderUpdatedBySupplier", restamp=())
 
     def _step_ship(self, order: Order) -> Change:
         """Ship lines: the order moves to Shipped and a shipment is issued.
