@@ -230,6 +230,7 @@ def _order(
                 "company_id": text(buyer_order, "companyId", bp),
                 "account_number": text(supplier_order, "buyerAccountNumber", sp),
                 "contact": _contact(buyer_order, bp),
+                "contact_details": _contact_details(buyer_order, bp),
                 "party": _address(buyer_order, "buyerParty", bp),
                 **_texts(buyer_order, bp),
             },
@@ -238,6 +239,7 @@ def _order(
                 "account_number": as_text(supplier_account, (bp, "supplierAccountNumber")),
                 "description": text(supplier_order, "description", sp),
                 "contact": _contact(supplier_order, sp),
+                "contact_details": _contact_details(supplier_order, sp),
                 "party": _address(supplier_order, "supplierParty", sp)
                 or _address(buyer_order, "supplierParty", bp),
                 **_texts(supplier_order, sp),
@@ -250,6 +252,7 @@ def _order(
             "destination": _address(buyer_order, "destination", bp),
             "accounting_party": _address(buyer_order, "buyerAccountingParty", bp),
             "event_dates": _event_dates(header, path),
+            "custom_labels": _strings(header, "customLabels", path),
             "lines": [
                 _line(line, ((path, "lines"), i), changed, role, echo_policy)
                 for i, line in enumerate(lines)
@@ -312,9 +315,10 @@ def _line(
     in_progress = text(status, "inProgressStatus", (path, "status"))
     sp = (path, "supplierLine")
     position = nonempty_text(buyer_line, "position", bp)
+    line_id = text(line, "id", path)
     confirmed = maybe_obj(line, "confirmedLine", path)
     return {
-        "line_id": text(line, "id", path),
+        "line_id": line_id,
         "position": position,
         "original_position": nonempty_text(buyer_line, "originalPosition", bp),
         "line_type": text(line, "lineType", path),
@@ -330,14 +334,15 @@ def _line(
         "sales_order_number": text(supplier_line, "salesOrderNumber", sp),
         "sales_order_position": text(supplier_line, "salesOrderPosition", sp),
         "charge_reason_code": text(line, "chargeReasonCode", path),
+        "issued": _values(buyer_line, bp) if _issues(buyer_line) else None,
         "charge_lines": _charge_lines(buyer_line, "chargeLines", bp) or [],
         "requests": _requests(buyer_line, "buyer", bp) + _requests(supplier_line, "supplier", sp),
         "confirmed": None if confirmed is None else _values(confirmed, (path, "confirmedLine")),
         "delivery_history": _schedule(buyer_line, "deliveryHistory", bp) or [],
         "buyer": _line_side(buyer_line, bp),
         "supplier": _line_side(supplier_line, sp),
-        "documents": _documents(buyer_line, bp, "buyer", position)
-        + _documents(supplier_line, sp, "supplier", position),
+        "documents": _documents(buyer_line, bp, "buyer", position, line_id)
+        + _documents(supplier_line, sp, "supplier", position, line_id),
         "item_details": _item_details(line, path),
         "terms": _contract_terms(buyer_line, bp),
         "project_number": text(buyer_line, "projectNumber", bp),
@@ -459,6 +464,14 @@ def _charge_lines(container: JsonObject, key: str, path: Path) -> list[ChargeLin
             }
         )
     return result
+
+
+def _issues(buyer_line: JsonObject) -> bool:
+    """Whether the buyer line carries issued values (schedule, prices or charge lines)."""
+    return any(
+        buyer_line.get(key) is not None
+        for key in ("deliverySchedule", "scheduledDelivery", "prices", "chargeLines")
+    )
 
 
 def _values(container: JsonObject, path: Path) -> LineValues:
@@ -627,21 +640,29 @@ def _plain_json(value: Any) -> Any:
 
 
 def _contacts(container: JsonObject, path: Path) -> list[Contact]:
-    result: list[Contact] = []
-    for i, raw in enumerate(array(container, "contacts", path) or ()):
-        cp = ((path, "contacts"), i)
-        contact = as_required_obj(raw, cp)
-        result.append(
-            {
-                "user_id": text(contact, "userId", cp),
-                "email": text(contact, "email", cp),
-                "first_name": text(contact, "firstName", cp),
-                "last_name": text(contact, "lastName", cp),
-                "phone_number": text(contact, "phoneNumber", cp),
-                "position": text(contact, "position", cp),
-            }
-        )
-    return result
+    return [
+        _contact_of(as_required_obj(raw, ((path, "contacts"), i)), ((path, "contacts"), i))
+        for i, raw in enumerate(array(container, "contacts", path) or ())
+    ]
+
+
+def _contact_details(party: JsonObject, path: Path) -> Contact | None:
+    """The party's whole ``contact`` object (None when it is absent or a bare string)."""
+    contact = party.get("contact")
+    if contact is None or isinstance(contact, str):
+        return None
+    return _contact_of(as_required_obj(contact, (path, "contact")), (path, "contact"))
+
+
+def _contact_of(contact: JsonObject, path: Path) -> Contact:
+    return {
+        "user_id": text(contact, "userId", path),
+        "email": text(contact, "email", path),
+        "first_name": text(contact, "firstName", path),
+        "last_name": text(contact, "lastName", path),
+        "phone_number": text(contact, "phoneNumber", path),
+        "position": text(contact, "position", path),
+    }
 
 
 # ------------------------------------------------------- order documents
@@ -656,9 +677,10 @@ def _documents_order(event: JsonObject, path: Path) -> Order:
         line = as_required_obj(raw, lp)
         buyer_line = obj(line, "buyerLine", lp)
         position = nonempty_text(buyer_line, "position", (lp, "buyerLine"))
-        documents += _documents(buyer_line, (lp, "buyerLine"), "buyer", position)
+        line_id = text(line, "id", lp)
+        documents += _documents(buyer_line, (lp, "buyerLine"), "buyer", position, line_id)
         documents += _documents(
-            obj(line, "supplierLine", lp), (lp, "supplierLine"), "supplier", position
+            obj(line, "supplierLine", lp), (lp, "supplierLine"), "supplier", position, line_id
         )
     return Order.model_validate(
         {
@@ -680,7 +702,11 @@ def _order_documents(
 
 
 def _documents(
-    party: JsonObject, path: Path, owner: Literal["buyer", "supplier"], line_position: str | None
+    party: JsonObject,
+    path: Path,
+    owner: Literal["buyer", "supplier"],
+    line_position: str | None,
+    line_id: str | None = None,
 ) -> list[DocumentRef]:
     result: list[DocumentRef] = []
     for i, raw in enumerate(array(party, "documents", path) or ()):
@@ -697,6 +723,7 @@ def _documents(
                 "type": text(doc, "type", dp),
                 "code": text(doc, "code", dp),
                 "revision": text(doc, "revision", dp),
+                "line_id": line_id,
             }
         )
     return result

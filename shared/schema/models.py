@@ -143,9 +143,7 @@ class Item(_ItemV10, total=False):
     supplier_item_revision: str | None
 
 
-class DocumentRef(TypedDict):
-    """Metadata of an attached document; the content is fetched separately."""
-
+class _DocumentRefV10(TypedDict):
     owner: Literal["buyer", "supplier"] | None
     line_position: str | None
     object_id: str | None
@@ -155,6 +153,18 @@ class DocumentRef(TypedDict):
     type: str | None
     code: str | None
     revision: str | None
+
+
+class DocumentRef(_DocumentRefV10, total=False):
+    """Metadata of an attached document; the content is fetched separately."""
+
+    line_id: Annotated[
+        str | None,
+        Field(
+            description="Tradecloud id of the line it is attached to (a split line has no "
+            "position)."
+        ),
+    ]
 
 
 class Property(TypedDict):
@@ -286,8 +296,13 @@ class OrderLine(_Model):
     charge_reason_code: str | None = Field(
         default=None, description="UNCL7161 code of a Charge or Service line."
     )
+    issued: LineValues | None = Field(
+        default=None,
+        description="The buyer's issued line (buyerLine schedule, prices, charge lines).",
+    )
     charge_lines: list[ChargeLine] = Field(
-        default_factory=list, description="The buyer's charge lines as issued."
+        default_factory=list,
+        description="The buyer's charge lines as issued (issued.charge_lines).",
     )
     requests: list[Request] = Field(
         default_factory=list,
@@ -335,7 +350,12 @@ class Party(_Model):
         "supplier: buyerOrder.supplierAccountNumber).",
     )
     description: str | None = None
-    contact: str | None = None
+    contact: str | None = Field(
+        default=None, description="The contact as one string: email, else user id."
+    )
+    contact_details: Contact | None = Field(
+        default=None, description="The whole contact (user id, email, names, phone)."
+    )
     party: Address | None = Field(
         default=None, description="The party's address (buyerParty / supplierParty)."
     )
@@ -369,6 +389,9 @@ class Order(_Model):
     )
     event_dates: dict[str, Timestamp] = Field(
         default_factory=dict, description="Key order event dates; the keys are Tradecloud's."
+    )
+    custom_labels: list[str] = Field(
+        default_factory=list, description="The order's own customLabels (header level)."
     )
     lines: list[OrderLine] = Field(default_factory=list)
     lines_complete: bool = Field(

@@ -191,12 +191,13 @@ MAPPED: Final[dict[str, str | None]] = {
     "supplierAccountNumber": "order.supplier.account_number",  # legacy, likewise
     "indicators.*": "order.indicators.*",
     "eventDates.*": "order.event_dates.*",
+    "customLabels[]": "order.custom_labels[]",  # header level (api-facts §3.1, SDK filter)
     "buyerOrder.companyId": "order.buyer.company_id",
     "buyerOrder.purchaseOrderNumber": "order.purchase_order_number",
     "buyerOrder.supplierAccountNumber": "order.supplier.account_number",
     "buyerOrder.orderType": "order.order_type",
     "buyerOrder.description": "order.description",
-    "buyerOrder.contact.email": "order.buyer.contact",
+    "buyerOrder.contact.<CONTACT>": "order.buyer.contact_details.<CONTACT>",
     "buyerOrder.buyerParty.<ADDRESS>": "order.buyer.party.<ADDRESS>",
     # when supplierOrder carries no supplierParty of its own
     "buyerOrder.supplierParty.<ADDRESS>": "order.supplier.party.<ADDRESS>",
@@ -208,7 +209,7 @@ MAPPED: Final[dict[str, str | None]] = {
     "supplierOrder.companyId": "order.supplier.company_id",
     "supplierOrder.buyerAccountNumber": "order.buyer.account_number",
     "supplierOrder.description": "order.supplier.description",
-    "supplierOrder.contact.email": "order.supplier.contact",
+    "supplierOrder.contact.<CONTACT>": "order.supplier.contact_details.<CONTACT>",
     "supplierOrder.documents[].<DOCUMENT>": "order.documents[].<DOCUMENT>",
     "supplierOrder.<TEXTS>": "order.supplier.<TEXTS>",
     # --- order lines
@@ -258,7 +259,8 @@ MAPPED: Final[dict[str, str | None]] = {
     "lines[].buyerLine.item.description": "order.lines[].item.description",
     "lines[].buyerLine.item.supplierItemNumber": "order.lines[].item.supplier_item_number",
     "lines[].buyerLine.item.purchaseUnitOfMeasureIso": "order.lines[].item.purchase_unit_of_measure",
-    "lines[].buyerLine.chargeLines[].<CHARGE_LINE>": "order.lines[].charge_lines[].<CHARGE_LINE>",
+    # the buyer's issued values (order.lines[].charge_lines repeats the issued charge lines)
+    "lines[].buyerLine.<VALUES>": "order.lines[].issued.<VALUES>",
     "lines[].buyerLine.requests.*.<REQUEST>": "order.lines[].requests[].<REQUEST>",
     "lines[].buyerLine.deliveryHistory[].<ENTRY>": "order.lines[].delivery_history[].<ENTRY>",
     "lines[].buyerLine.terms.contractNumber": "order.lines[].terms.contract_number",
@@ -339,18 +341,6 @@ RAW_ONLY: Final = frozenset(
         # our fixture's stand-in for an unannounced upstream field (it must stay in raw)
         "buyerOrder.futureHeaderField.addedBy",
         "buyerOrder.futureHeaderField.without",
-        # TODO(normalize): Party.contact keeps one string (email, else userId), so the
-        # contact's user id (what Tradecloud's reassign command names) is lost beside an email
-        "buyerOrder.contact.userId",
-        "supplierOrder.contact.userId",
-        # TODO(normalize): the buyer's issued schedule and prices reach delivery_schedule /
-        # prices only as a fallback for a line without its own; otherwise they are raw only
-        "lines[].buyerLine.deliverySchedule[].<ENTRY>",
-        "lines[].buyerLine.scheduledDelivery.<ENTRY>",
-        "lines[].buyerLine.prices.<PRICES>",
-        # TODO(normalize): header-level customLabels (api-facts §3.1: seen in the SDK export
-        # filter) reach no custom_labels; only buyerOrder's and supplierOrder's are read
-        "customLabels[]",
         # --- Apicbase list endpoint: the supplier's bookkeeping flags (api-facts §5.4)
         "apicbase:fetched_by_supplier",
         "apicbase:fetched_by_supplier_at",
@@ -368,9 +358,8 @@ ORDER_DOCUMENTS_EVENT: Final[dict[str, str | None]] = {
     # carry lands in order.documents[] (DocumentRef.line_position), or nowhere.
     "order.lines[].documents[]": "order.documents[]",
     "order.lines[].position": "order.documents[].line_position",
-    # TODO(normalize): a line document's line id (the only link to a split line, whose
-    # position is empty) is dropped: DocumentRef has a line_position but no line id
-    "order.lines[].line_id": None,
+    # the line id: the only link to a split line, whose position is empty
+    "order.lines[].line_id": "order.documents[].line_id",
 }
 
 SAMPLES_ONLY: Final[frozenset[str]] = frozenset()
