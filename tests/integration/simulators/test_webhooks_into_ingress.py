@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from services.simulators.tradecloud.content import RequestSpec
 from services.simulators.tradecloud.webhooks import Kind, WebhookTarget
 from shared.broker.publisher import RabbitPublisher
 from shared.schema.codec import decode_event
@@ -55,6 +58,60 @@ async def test_tradecloud_pushes_order_document_and_shipment_events_that_ingress
         }
         version = max(e.version or 0 for e in events if e.kind == "order")
         assert version == sim.world.orders[order_id].version
+    finally:
+        await tap.close()
+
+
+@pytest.mark.parametrize("single_delivery", [False, True], ids=["schedule", "single"])
+async def test_a_proposal_in_yuan_with_18_decimals_reaches_the_canonical_event_exactly(
+    connection: AbstractRobustConnection, publisher: RabbitPublisher, single_delivery: bool
+) -> None:
+    """The issue's case, made on demand: another date and quantity, CNY with 18 decimals,
+    reason "capacity", no ``pricesIncludingRequests`` on the line."""
+    tap = await EventTap.open(connection, "tradecloud.order.#")
+    spec = RequestSpec(
+        reason="capacity",
+        currency="CNY",
+        price=Decimal("3.045370369287037036"),
+        quantity=Decimal(37),
+        days=21,
+        prices_including_requests=False,
+    )
+    try:
+        async with (
+            serve(test_deps(publisher)) as (base, _),
+            running_tradecloud(rate_limit=1000) as tradecloud,
+        ):
+            sim = tradecloud.simulator
+            sim.sender.configure(
+                WebhookTarget(
+                    "order",
+                    f"{base}/webhooks/tradecloud/orders",
+                    token=TOKEN,
+                    single_delivery=single_delivery,
+                )
+            )
+            (order_id,) = sim.create_orders(1, lines=1, proposal=spec)
+            await sim.sender.idle(20)
+            issued, proposed = [decode_event((await tap.next()).body) for _ in range(2)]
+        assert proposed.event_name == "OrderChangesProposedBySupplier"
+        assert proposed.document_id == order_id and proposed.order is not None
+        (line,) = proposed.order.lines
+        assert line.in_progress_status == "OpenSupplierProposal"
+        assert line.prices_including_requests is None
+        field = "singleDeliveryOrderEvent" if single_delivery else "orderEvent"
+        (raw_line,) = proposed.raw[field]["lines"]
+        proposal = raw_line["supplierLine"]["requests"]["proposal"]
+        net = proposal["prices"]["netPrice"]["priceInTransactionCurrency"]
+        assert (str(net["value"]), net["currencyIso"]) == ("3.045370369287037036", "CNY")
+        assert proposal["reason"] == "capacity"
+        values = (
+            proposal["scheduledDelivery"] if single_delivery else proposal["deliverySchedule"][0]
+        )
+        assert values["quantity"] == 37
+        assert issued.order is not None
+        issued_date = issued.order.lines[0].delivery_schedule[0]["date"]
+        assert issued_date is not None and values["date"] > issued_date["text"]
     finally:
         await tap.close()
 
