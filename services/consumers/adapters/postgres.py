@@ -4,12 +4,14 @@ Tables (created on first use in the ERP database named by ``url``):
 
 * ``erp_orders`` — one row per (source, document_id): header, statuses, version,
   the buyer and supplier parties as JSONB (``buyer``, ``supplier``: address,
-  contact, properties, notes, labels, custom labels);
+  contact, properties, notes, labels, custom labels) and the order's own
+  ``custom_labels`` (JSONB);
 * ``erp_order_lines`` — one row per (source, document_id, line_key): item,
   first delivery date and quantity, net price, statuses (``in_progress_status``
   too), the line's stamp; as JSONB ``charge_lines`` (the buyer's, as issued),
-  ``confirmed`` (the agreed line: schedule, prices, charge lines) and ``buyer`` /
-  ``supplier`` (each side's description, properties, notes, labels);
+  ``issued`` and ``confirmed`` (the buyer's issued and the agreed line: schedule,
+  prices, charge lines) and ``buyer`` / ``supplier`` (each side's description,
+  properties, notes, labels);
 * ``erp_order_line_requests`` — one row per (source, document_id, line_key,
   side, kind): the line's requests, both sides, open and answered (status,
   reason; ``delivery_schedule``, ``prices`` and ``charge_lines`` as JSONB). A
@@ -19,8 +21,9 @@ Tables (created on first use in the ERP database named by ``url``):
   entry with its ``line_key``; a line that changed replaces its entry, the
   others stay; a newer header brings the shipment's current set of lines);
 * ``erp_order_documents`` — one row per attached document (source,
-  document_id, document_key): who attached it, on which line, its object id
-  or URL, name, type, code and revision (the file is fetched apart). From
+  document_id, document_key): who attached it, on which line (position and
+  Tradecloud ``line_id``), its object id or URL, name, type, code and revision
+  (the file is fetched apart). From
   order-documents events, and from order events: the order's documents when the
   header applies, a line's (``line_key`` set) when the line applies. Documents
   are attachments: a row is updated, never deleted.
@@ -141,14 +144,17 @@ CREATE TABLE IF NOT EXISTS erp_order_line_requests (
 STAGING_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("erp_orders", "buyer", "JSONB"),
     ("erp_orders", "supplier", "JSONB"),
+    ("erp_orders", "custom_labels", "JSONB"),
     ("erp_order_lines", "in_progress_status", "TEXT"),
     ("erp_order_lines", "charge_lines", "JSONB"),
+    ("erp_order_lines", "issued", "JSONB"),
     ("erp_order_lines", "confirmed", "JSONB"),
     ("erp_order_lines", "buyer", "JSONB"),
     ("erp_order_lines", "supplier", "JSONB"),
     ("erp_order_documents", "line_key", "TEXT"),
     ("erp_order_documents", "code", "TEXT"),
     ("erp_order_documents", "revision", "TEXT"),
+    ("erp_order_documents", "line_id", "TEXT"),
 )
 """Columns added after the tables were first created: (table, column, type)."""
 
@@ -160,8 +166,8 @@ WHERE table_schema = current_schema() AND table_name = ANY($1::text[])
 _ORDER = """
 INSERT INTO erp_orders AS o (source, document_id, document_number, version, process_status,
     logistics_status, buyer_account_number, supplier_account_number, last_updated_at, event_id,
-    buyer, supplier)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb)
+    buyer, supplier, custom_labels)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13::jsonb)
 ON CONFLICT (source, document_id) DO UPDATE SET
     document_number = EXCLUDED.document_number,
     version = GREATEST(o.version, EXCLUDED.version),
@@ -169,6 +175,7 @@ ON CONFLICT (source, document_id) DO UPDATE SET
     buyer_account_number = EXCLUDED.buyer_account_number,
     supplier_account_number = EXCLUDED.supplier_account_number,
     buyer = EXCLUDED.buyer, supplier = EXCLUDED.supplier,
+    custom_labels = EXCLUDED.custom_labels,
     last_updated_at = GREATEST(o.last_updated_at, EXCLUDED.last_updated_at),
     event_id = EXCLUDED.event_id, applied_at = now()
 WHERE o.version IS NULL OR EXCLUDED.version IS NULL OR EXCLUDED.version >= o.version
@@ -178,9 +185,9 @@ _LINE = """
 INSERT INTO erp_order_lines (source, document_id, line_key, position, item_number, item_name,
     delivery_date, quantity, net_price, currency, process_status, logistics_status,
     last_updated_at, version, event_id, in_progress_status, charge_lines, confirmed, buyer,
-    supplier)
+    supplier, issued)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb,
-    $18::jsonb, $19::jsonb, $20::jsonb)
+    $18::jsonb, $19::jsonb, $20::jsonb, $21::jsonb)
 ON CONFLICT (source, document_id, line_key) DO UPDATE SET
     position = EXCLUDED.position, item_number = EXCLUDED.item_number,
     item_name = EXCLUDED.item_name, delivery_date = EXCLUDED.delivery_date,
@@ -189,7 +196,7 @@ ON CONFLICT (source, document_id, line_key) DO UPDATE SET
     last_updated_at = EXCLUDED.last_updated_at, version = EXCLUDED.version,
     event_id = EXCLUDED.event_id, in_progress_status = EXCLUDED.in_progress_status,
     charge_lines = EXCLUDED.charge_lines, confirmed = EXCLUDED.confirmed,
-    buyer = EXCLUDED.buyer, supplier = EXCLUDED.supplier
+    buyer = EXCLUDED.buyer, supplier = EXCLUDED.supplier, issued = EXCLUDED.issued
 WHERE erp_order_lines.last_updated_at IS NULL OR EXCLUDED.last_updated_at IS NULL
    OR EXCLUDED.last_updated_at >= erp_order_lines.last_updated_at
 """
@@ -209,14 +216,14 @@ WHERE s.last_updated_at IS NULL OR EXCLUDED.last_updated_at IS NULL
 
 _DOCUMENT = """
 INSERT INTO erp_order_documents (source, document_id, document_key, owner, line_position,
-    object_id, url, name, description, type, version, event_id, code, revision)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    object_id, url, name, description, type, version, event_id, code, revision, line_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (source, document_id, document_key) DO UPDATE SET
     owner = EXCLUDED.owner, line_position = EXCLUDED.line_position,
     object_id = EXCLUDED.object_id, url = EXCLUDED.url, name = EXCLUDED.name,
     description = EXCLUDED.description, type = EXCLUDED.type, version = EXCLUDED.version,
     event_id = EXCLUDED.event_id, applied_at = now(), code = EXCLUDED.code,
-    revision = EXCLUDED.revision
+    revision = EXCLUDED.revision, line_id = EXCLUDED.line_id
 """
 
 _LINE_PARTS = """
@@ -247,19 +254,21 @@ WITH written AS (  -- the lines this event wrote (an older stamp leaves a row as
         event_id = EXCLUDED.event_id, applied_at = now()
 )
 INSERT INTO erp_order_documents (source, document_id, document_key, line_key, owner,
-    line_position, object_id, url, name, description, type, code, revision, version, event_id)
-SELECT $1::text, $2::text, d.document_key, d.line_key, d.owner, d.line_position, d.object_id,
-    d.url, d.name, d.description, d.type, d.code, d.revision, $5::bigint, $4::text
+    line_position, line_id, object_id, url, name, description, type, code, revision, version,
+    event_id)
+SELECT $1::text, $2::text, d.document_key, d.line_key, d.owner, d.line_position, d.line_id,
+    d.object_id, d.url, d.name, d.description, d.type, d.code, d.revision, $5::bigint, $4::text
 FROM jsonb_to_recordset($7::jsonb) AS d(document_key TEXT, line_key TEXT, owner TEXT,
-    line_position TEXT, object_id TEXT, url TEXT, name TEXT, description TEXT, type TEXT,
-    code TEXT, revision TEXT)
+    line_position TEXT, line_id TEXT, object_id TEXT, url TEXT, name TEXT, description TEXT,
+    type TEXT, code TEXT, revision TEXT)
 WHERE d.line_key IN (SELECT line_key FROM written)
    OR (d.line_key IS NULL AND EXISTS (
         SELECT 1 FROM erp_orders o
         WHERE o.source = $1::text AND o.document_id = $2::text AND o.event_id = $4::text))
 ON CONFLICT (source, document_id, document_key) DO UPDATE SET
     line_key = EXCLUDED.line_key, owner = EXCLUDED.owner,
-    line_position = EXCLUDED.line_position, object_id = EXCLUDED.object_id, url = EXCLUDED.url,
+    line_position = EXCLUDED.line_position, line_id = EXCLUDED.line_id,
+    object_id = EXCLUDED.object_id, url = EXCLUDED.url,
     name = EXCLUDED.name, description = EXCLUDED.description, type = EXCLUDED.type,
     code = EXCLUDED.code, revision = EXCLUDED.revision, version = EXCLUDED.version,
     event_id = EXCLUDED.event_id, applied_at = now()
@@ -365,6 +374,7 @@ async def _upsert(conn: ledger.Connection, item: Application, written: set[str] 
                 event.event_id,
                 _json(event.order.buyer),
                 _json(event.order.supplier),
+                _json(event.order.custom_labels),
             )
         lines = [
             (key, line) for key, line in keyed if key in wanted and isinstance(line, OrderLine)
@@ -393,6 +403,7 @@ async def _upsert_documents(
             event.event_id,
             doc["code"],
             doc["revision"],
+            doc.get("line_id"),
         )
         for key, doc in documents
         if isinstance(doc, dict)
@@ -535,4 +546,5 @@ def _line_row(event: CanonicalEvent, key: str, line: OrderLine) -> tuple[Any, ..
         None if line.confirmed is None else _json(line.confirmed),
         _json(line.buyer),
         _json(line.supplier),
+        None if line.issued is None else _json(line.issued),
     )

@@ -404,6 +404,8 @@ async def test_postgres_adapter_writes_the_order_response_in_full(erp_database: 
             "FC",
             "25.00",
         )
+        issued = orjson.loads(line["issued"])
+        assert issued["charge_lines"][0]["price"]["transaction"]["value"] == "25.00"
         confirmed = orjson.loads(line["confirmed"])
         assert confirmed["prices"]["net"]["transaction"]["value"] == "0.4125"
         assert confirmed["charge_lines"][0]["description"] == "Freight"
@@ -426,7 +428,7 @@ async def test_postgres_adapter_writes_the_order_response_in_full(erp_database: 
         assert charge_line is not None
         assert tuple(charge_line) == (None, "[]", None)
 
-        order = await conn.fetchrow("SELECT buyer, supplier FROM erp_orders")
+        order = await conn.fetchrow("SELECT buyer, supplier, custom_labels FROM erp_orders")
         assert order is not None
         party = orjson.loads(order["buyer"])
         assert (party["properties"], party["notes"], party["labels"], party["custom_labels"]) == (
@@ -435,13 +437,14 @@ async def test_postgres_adapter_writes_the_order_response_in_full(erp_database: 
             ["urgent"],
             ["Q2-campaign"],
         )
+        assert orjson.loads(order["custom_labels"]) == []
         assert orjson.loads(order["supplier"])["properties"] == [
             {"key": "quoteRef", "value": "Q-99"}
         ]
 
         documents = await conn.fetch(
-            "SELECT document_key, line_key, owner, line_position, object_id, url, name, code,"
-            " revision, version FROM erp_order_documents ORDER BY name"
+            "SELECT document_key, line_key, line_id, owner, line_position, object_id, url, name,"
+            " code, revision, version FROM erp_order_documents ORDER BY name"
         )
         assert [
             (d["name"], d["line_key"], d["owner"], d["code"], d["revision"]) for d in documents
@@ -452,6 +455,7 @@ async def test_postgres_adapter_writes_the_order_response_in_full(erp_database: 
             ("Terms and conditions.pdf", None, "buyer", "TC-1", "2"),
         ]
         assert {d["version"] for d in documents} == {9}
+        assert [d["line_id"] for d in documents] == ["line-0010", "line-0010", None, None]
         drawing = documents[1]
         assert drawing["document_key"] == ("doc:buyer:0010:0b7f1a2c-0000-4000-8000-000000000002"), (
             "keyed as order-documents events key it (shared.applied.document_ref_key)"
