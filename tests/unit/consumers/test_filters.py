@@ -8,7 +8,6 @@ requests; line-0090 is Confirmed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,17 +184,13 @@ def test_filter_keys_are_checked(filter_toml: str, message: str) -> None:
         parse_config(text, fmt="toml")
 
 
-def test_the_commented_purchasing_route_of_the_deployment_parses_and_takes_proposals() -> None:
-    """deploy/consumer/routes.toml ships the route commented out; uncommented, it works."""
+def test_the_purchasing_route_of_the_deployment_takes_open_supplier_proposals() -> None:
     text = (REPO / "deploy" / "consumer" / "routes.toml").read_text()
-    enabled = re.sub(r"^# (\[\[routes\]\]|\[routes\.|[a-z_]+ = )", r"\1", text, flags=re.M)
-    config = parse_config(enabled, fmt="toml", env={"ORDERBRIDGE_ERP_INBOX": "/data"})
+    config = parse_config(text, fmt="toml", env={"ORDERBRIDGE_ERP_INBOX": "/data"})
     route = config.route("purchasing-proposals")
     assert route.filter.request_sides == ("supplier",)
     assert passes_filter(full(), route)
     assert not passes_filter(changed_only("line-0090")(), route)
-    committed = parse_config(text, fmt="toml", env={"ORDERBRIDGE_ERP_INBOX": "/data"})
-    assert "purchasing-proposals" not in [r.name for r in committed.routes]
 
 
 def test_the_readme_documents_every_filter_key() -> None:

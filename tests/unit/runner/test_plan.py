@@ -52,7 +52,11 @@ def test_the_demo_routes_parse_and_cover_orders_and_shipments() -> None:
 def test_the_committed_example_routes_parse() -> None:
     text = (Path(__file__).parents[3] / "deploy" / "consumer" / "routes.toml").read_text()
     config = parse_config(text, fmt="toml", env={"ORDERBRIDGE_ERP_INBOX": "/data"})
-    assert [route.name for route in config.routes] == ["erp-orders", "erp-shipments"]
+    assert [route.name for route in config.routes] == [
+        "erp-orders",
+        "erp-shipments",
+        "purchasing-proposals",
+    ]
 
 
 def test_run_without_demo_starts_what_the_environment_configures() -> None:
