@@ -433,6 +433,20 @@ def convert(value_eur: Decimal, currency: str, decimals: int = 4) -> Decimal:
     return quantize(value_eur * RATES[currency], decimals)
 
 
+_INTERNED: dict[tuple[Any, ...], Any] = {}
+"""Equal prices and charges are one object, rendered once (keys keep each decimal's
+notation: ``41.25`` and ``41.2500`` are equal numbers but different documents)."""
+
+
+def _interned(key: tuple[Any, ...], build: Any) -> Any:
+    found = _INTERNED.get(key)
+    if found is None:
+        if len(_INTERNED) > 100_000:  # bounded: a long-running drive keeps making new ones
+            _INTERNED.clear()
+        found = _INTERNED[key] = build()
+    return found
+
+
 def pricing(
     net: Decimal,
     unit: str,
@@ -448,6 +462,22 @@ def pricing(
     ``base``: also the base-currency (EUR) values; ``decimals``: at least this
     many places in a gross price that the discount makes inexact (else four).
     """
+    key = ("pricing", str(net), unit, currency, str(discount), base, unit_quantity, decimals)
+    return _interned(  # type: ignore[no-any-return]
+        key,
+        lambda: _pricing(net, unit, currency, discount, base, unit_quantity, decimals),
+    )
+
+
+def _pricing(
+    net: Decimal,
+    unit: str,
+    currency: str,
+    discount: Decimal,
+    base: bool,
+    unit_quantity: int,
+    decimals: int | None,
+) -> Pricing:
     places = max(-int(net.as_tuple().exponent), 2)
     gross_value = net
     if discount:
@@ -544,19 +574,20 @@ def charges(rng: random.Random, currency: str, count: int | None = None) -> tupl
         value = Decimal(rng.choice(("12.50", "45.00", "145.00", "7.89", "230.00")))
         if currency != BASE_CURRENCY:
             value = convert(value, currency, 2)
-        result.append(
-            Charge(
-                code=code,
-                description=description,
-                quantity=Decimal(rng.choice((1, 1, 2))),
-                price=Money(value, currency),
-                base=Money(quantize(value / RATES[currency], 2))
-                if currency != BASE_CURRENCY
-                else None,
-                unit_quantity=1 if rng.random() < 0.7 else None,
-                position=f"{i + 1:02d}" if rng.random() < 0.8 else None,
-            )
+        quantity = Decimal(rng.choice((1, 1, 2)))
+        unit_quantity = 1 if rng.random() < 0.7 else None
+        position = f"{i + 1:02d}" if rng.random() < 0.8 else None
+        key = ("charge", code, str(quantity), str(value), currency, unit_quantity, position)
+        built = Charge(
+            code=code,
+            description=description,
+            quantity=quantity,
+            price=Money(value, currency),
+            base=Money(quantize(value / RATES[currency], 2)) if currency != BASE_CURRENCY else None,
+            unit_quantity=unit_quantity,
+            position=position,
         )
+        result.append(_interned(key, lambda built=built: built))
     return tuple(result)
 
 

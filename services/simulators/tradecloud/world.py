@@ -77,8 +77,9 @@ lifecycle a seed draws does not depend on them:
   ``despatchAdviceErpIssueDateTime``, and for a share load carriers,
   ``supplierErpMeta`` and a backorder.
 
-A line renders once per flavour until it is touched (``Line.rendered``): an
-order renders again on every change, its untouched lines from that cache.
+Values are shared where they are equal (prices, charge lines, items and texts
+render once and are interned), which keeps a 20k-order world's memory and its
+first rendering affordable; nothing may mutate a rendered document.
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ ITEMS: Final = (
     ("HS-ST-200", "Hydraulic hose steel braided", "M", Decimal("18.45")),
     ("BP-LI-48", "Lithium battery pack 48 V", "PCE", Decimal("389.00")),
 )
+
+_ITEM_DOCUMENTS: dict[tuple[str, str], dict[str, Any]] = {}
+"""``buyerLine.item`` by (number, revision): one shared object per item, never mutated."""
 
 MetaPlacement = Literal["top", "inside", "both"]
 
@@ -213,7 +217,7 @@ def parse_ms(text: str) -> int:
     return int(moment.timestamp() * 1000 + 0.5)
 
 
-@dataclass
+@dataclass(slots=True)
 class Line:
     """One order line: its lifecycle state and what it renders besides.
 
@@ -274,14 +278,6 @@ class Line:
     """``eventDates`` (their keys are undocumented; ours name what happened)."""
     seen: tuple[str, str] = ("Issued", "Open")
     """(process, logistics) when ``eventDates`` were last brought up to date."""
-    rendered: dict[tuple[bool, bool], dict[str, Any]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
-    """This line as rendered, by (single delivery, zone-less); cleared when it is touched.
-
-    Change a line through the world's steps (or clear this): an order renders
-    again on every change, its untouched lines from here.
-    """
 
     @property
     def no_delivery(self) -> bool:
@@ -289,7 +285,7 @@ class Line:
         return self.line_type != "Item"
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     id: str
     number: str
@@ -717,13 +713,17 @@ class World:
         line.charges = line.buyer_charges = content.charges(
             c, line.price.currency, c.choice((0, 0, 1))
         )
-        line.item_document = {
-            "number": number,
-            "revision": c.choice(("A", "B", "2020.58", "3")),
-            "name": name,
-            "purchaseUnitOfMeasureIso": unit,
-            "supplierItemNumber": f"S-{number}",
-        }
+        revision = c.choice(("A", "B", "2020.58", "3"))
+        line.item_document = _ITEM_DOCUMENTS.get((number, revision)) or _ITEM_DOCUMENTS.setdefault(
+            (number, revision),
+            {
+                "number": number,
+                "revision": revision,
+                "name": name,
+                "purchaseUnitOfMeasureIso": unit,
+                "supplierItemNumber": f"S-{number}",
+            },
+        )
         line.item_details = content.item_details(c, number, self._serial * 100 + index)
         line.transport_mode = c.choice(content.TRANSPORT_MODES) if c.random() < 0.5 else None
         line.keep_answered = c.random() < 0.65
@@ -974,7 +974,6 @@ class World:
             buyer_documents=[],
             answered={},
             event_ms={},
-            rendered={},
             sales_order=(line.sales_order[0], f"{line.sales_order[1]}.1"),
         )
         line.quantity = first
@@ -1559,7 +1558,6 @@ class World:
         moved = False
         for line in lines:
             line.updated_ms = stamp
-            line.rendered.clear()
             moved |= line.seen != (line.process, line.logistics) or not line.event_ms
             line.seen = _note_event_dates(
                 line.event_ms, line.seen, line.process, line.logistics, stamp
@@ -1806,14 +1804,6 @@ class World:
     def _line_document(
         self, line: Line, single_delivery: bool, zoneless: bool = False
     ) -> dict[str, Any]:
-        """The line as rendered (cached until it is touched; never mutate the result)."""
-        key = (single_delivery, zoneless)
-        found = line.rendered.get(key)
-        if found is None:
-            found = line.rendered[key] = self._render_line(line, single_delivery, zoneless)
-        return found
-
-    def _render_line(self, line: Line, single_delivery: bool, zoneless: bool) -> dict[str, Any]:
         """One order line in either flavour (api-facts §3.2, seed 003).
 
         Delivery-schedule flavour: every schedule is a list of entries with a
