@@ -705,16 +705,13 @@ class World:
         """What the buyer's ERP sends with an item line besides its values (order.json)."""
         c = self._content
         number, name, unit, _ = line.item
-        line.buyer_quantity, line.buyer_date, line.buyer_price = (
-            line.quantity,
-            line.date,
-            line.price,
-        )
+        line.buyer_quantity, line.buyer_date = line.quantity, line.date
+        line.buyer_price = line.price
         line.charges = line.buyer_charges = content.charges(
             c, line.price.currency, c.choice((0, 0, 1))
         )
         revision = c.choice(("A", "B", "2020.58", "3"))
-        line.item_document = _ITEM_DOCUMENTS.get((number, revision)) or _ITEM_DOCUMENTS.setdefault(
+        line.item_document = _ITEM_DOCUMENTS.setdefault(
             (number, revision),
             {
                 "number": number,
@@ -744,11 +741,8 @@ class World:
             line_type=line_type,
             charge_reason=reason,
         )
-        line.buyer_quantity, line.buyer_date, line.buyer_price = (
-            line.quantity,
-            line.date,
-            line.price,
-        )
+        line.buyer_quantity, line.buyer_date = line.quantity, line.date
+        line.buyer_price = line.price
         line.item_document = {
             "number": "",
             "name": name,
