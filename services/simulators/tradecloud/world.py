@@ -274,6 +274,7 @@ class Line:
     original_position: str | None = None
     """``buyerLine.originalPosition`` of a line the supplier split off."""
     overdue: bool = False
+    """``indicators.deliveryOverdue``, brought up to date whenever the line is touched."""
     event_ms: dict[str, int] = field(default_factory=dict)
     """``eventDates`` (their keys are undocumented; ours name what happened)."""
     seen: tuple[str, str] = ("Issued", "Open")
@@ -1550,8 +1551,15 @@ class World:
         if stamp is None:
             stamp = self.now_ms(tie=tie)
         moved = False
+        today = _day(stamp // 86_400_000)
         for line in lines:
             line.updated_ms = stamp
+            # Overdue: still expected, and its date has passed (by the world's clock).
+            line.overdue = (
+                line.date < today
+                and line.logistics not in ("Delivered", "Cancelled")
+                and line.process not in ("Completed", "Cancelled", "Rejected")
+            )
             moved |= line.seen != (line.process, line.logistics) or not line.event_ms
             line.seen = _note_event_dates(
                 line.event_ms, line.seen, line.process, line.logistics, stamp
@@ -2118,8 +2126,7 @@ def _request_document(request: Request, single_delivery: bool) -> dict[str, Any]
     """``requests.proposal`` / ``requests.reopenRequest`` (api-facts §3.2, seed 003)."""
     document = _schedule({"date": request.date, "quantity": request.quantity}, single_delivery)
     document["prices"] = request.price.rendered
-    if request.charges:
-        document["chargeLines"] = [charge.rendered for charge in request.charges]
+    document["chargeLines"] = [charge.rendered for charge in request.charges]
     document["reason"] = request.reason
     document["status"] = request.status
     return document

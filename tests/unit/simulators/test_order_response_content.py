@@ -464,6 +464,24 @@ def test_transport_mode_etd_and_eta_in_the_single_delivery_flavour(run: World) -
     assert all(re.match(r"^\d{4}-\d\d-\d\d$", entry["etd"]) for entry in planned)
 
 
+def test_a_line_past_its_date_is_overdue_once_touched() -> None:
+    world = World(seed=111)
+    order = confirmed(world, lines=2)
+    assert not any(ln["indicators"]["deliveryOverdue"] for ln in polled(world, order)["lines"])
+    late = parse_ms_of(max(line.date for line in order.lines)) + 86_400_000
+    world.use_clock(lambda: late)
+    world.advance(order.id, "produce")
+    touched = {ln.id for ln in order.lines if ln.logistics == "Produced"}
+    assert touched
+    document = polled(world, order)
+    for line in order.lines:
+        assert line_of(document, line.id)["indicators"]["deliveryOverdue"] is (line.id in touched)
+
+
+def parse_ms_of(day: str) -> int:
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)
+
+
 def test_event_dates_follow_what_happened() -> None:
     world = World(seed=108)
     order = issued(world, lines=1)
