@@ -21,13 +21,16 @@ inbox as an import job would, equals the platform's document in every normalized
 (the ``mirror`` route applies echoes too); no header or line state reached an inbox
 twice; the ``orders`` route never delivered an echo line; nothing dead-lettered or
 quarantined; every Apicbase order is one ERP order equal to the platform's and marked
-fetched.
+fetched. Last, an order with the issue's proposal (another date and quantity, a price in
+CNY with 18 decimals, reason "capacity", charge lines) made in the simulator is in the
+purchasing route's ERP file (a route filtering open supplier proposals) exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import signal
 import socket
 import time
@@ -36,6 +39,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -211,6 +215,20 @@ type = "file"
 path = "{inbox / "mirror"}"
 
 [[routes]]
+name = "e2e-purchasing-{suffix}"
+bindings = ["tradecloud.order.#"]
+shards = 1
+retry_delays = [1, 2]
+skip_echo = false
+[routes.filter]
+request_sides = ["supplier"]
+request_kinds = ["proposal"]
+request_statuses = ["Open"]
+[routes.adapter]
+type = "file"
+path = "{inbox / "purchasing"}"
+
+[[routes]]
 name = "e2e-shipments-{suffix}"
 bindings = ["tradecloud.shipment.#"]
 shards = 1
@@ -326,15 +344,20 @@ path = "{inbox / "shipments"}"
                         ["consumer", "--route", f"e2e-shipments-{suffix}"],
                         common | {"ORDERBRIDGE_CONSUMER_CONFIG": str(routes)},
                     ),
+                    "purchasing-consumer": (
+                        ["consumer", "--route", f"e2e-purchasing-{suffix}"],
+                        common | {"ORDERBRIDGE_CONSUMER_CONFIG": str(routes)},
+                    ),
                 }
             )
             try:
                 for name in services.envs:
                     await services.start(name)
                 async with aiohttp.ClientSession() as http:
-                    await run_scenario(http, services, tc_url, ab_url, ingress, vhost)
+                    proposal = await run_scenario(http, services, tc_url, ab_url, ingress, vhost)
                     await wait_until_settled(http, services, tc_url, ab_url, vhost, inbox)
                     await check_outcome(http, tc_url, ab_url, inbox, vhost, suffix)
+                    await check_proposal(http, tc_url, inbox, proposal)
             finally:
                 await services.stop_all()
 
@@ -363,7 +386,8 @@ async def run_scenario(
     ab_url: str,
     ingress: str,
     vhost: str,
-) -> None:
+) -> str:
+    """Runs the lifecycle; returns the id of the order with the issue's proposal (last)."""
     for url in (f"{tc_url}/_control/state", f"{ab_url}/_control/state", f"{ingress}/readyz"):
         await wait_for(url, lambda url=url: ready(http, url), 60, services)
     await post(http, f"{tc_url}/_control/orders", {"count": ORDERS})
@@ -378,6 +402,81 @@ async def run_scenario(
             await asyncio.sleep(1)
             for name in ("orders-consumer", "mirror-consumer", "poller"):
                 await services.start(name)
+    # The order response the issue tried: another date and quantity, a price in CNY with
+    # 18 decimals, reason "capacity", charge lines, no pricesIncludingRequests.
+    created = await post(http, f"{tc_url}/_control/orders", {"count": 1, "proposal": PROPOSAL})
+    return str(created["order_ids"][0])
+
+
+PROPOSAL: Final = {
+    "reason": "capacity",
+    "currency": "CNY",
+    "decimals": 18,
+    "days": 21,
+    "quantity": "37",
+    "charge_lines": 2,
+    "prices_including_requests": False,
+}
+
+
+async def check_proposal(
+    http: aiohttp.ClientSession, tc_url: str, inbox: Path, order_id: str
+) -> None:
+    """The proposal made in the simulator is in the purchasing route's ERP file, exact to
+    the last digit: read as an import job reads it (the file's JSON text)."""
+    async with http.get(f"{tc_url}/_control/orders/{order_id}") as answer:
+        document = loads_exact(await answer.read())["order"]
+    (line,) = [
+        line
+        for line in document["lines"]
+        if ((line.get("supplierLine") or {}).get("requests") or {}).get("proposal")
+    ]
+    assert "pricesIncludingRequests" not in line, "the issue's case: no prices incl. requests"
+    sent = line["supplierLine"]["requests"]["proposal"]
+    files = [
+        json.loads(path.read_bytes())
+        for path in sorted((inbox / "purchasing").glob("*.json"))
+        if order_id in path.read_text()
+    ]
+    requests = [
+        request
+        for erp in files
+        for erp_line in erp["order"]["lines"]
+        if erp_line["line_id"] == line["id"]
+        for request in erp_line["requests"]
+        if request["kind"] == "proposal"
+    ]
+    assert requests, "the open proposal reached the purchasing route's ERP file"
+    got = requests[-1]
+    assert (got["side"], got["status"], got["reason"]) == ("supplier", "Open", "capacity")
+    assert sent["reason"] == "capacity"
+    # Values compare exactly as decimals (a float would lose digits); the platform may
+    # write one value as 37 in a webhook and 37.000000 in a poll, both the same number.
+    assert [(e["date"]["text"], Decimal(e["quantity"])) for e in got["delivery_schedule"]] == [
+        (e["date"], e["quantity"]) for e in sent["deliverySchedule"]
+    ]
+    net = sent["prices"]["netPrice"]["priceInTransactionCurrency"]
+    got_net = got["prices"]["net"]["transaction"]
+    assert (Decimal(got_net["value"]), got_net["currency"]) == (net["value"], "CNY")
+    assert len(got_net["value"].split(".")[1]) == 18, "18 decimals, every one kept"
+    assert [
+        (
+            c["charge_type_code"],
+            c["description"],
+            Decimal(c["quantity"]),
+            Decimal(c["price"]["transaction"]["value"]),
+        )
+        for c in got["charge_lines"]
+    ] == [
+        (
+            c["chargeTypeCode"],
+            c["chargeDescription"],
+            c["quantity"],
+            c["price"]["priceInTransactionCurrency"]["value"],
+        )
+        for c in sent["chargeLines"]
+    ]
+    assert sent["chargeLines"], "the proposal carries charge lines"
 
 
 async def wait_until_settled(
@@ -462,7 +561,7 @@ async def check_outcome(
     for name, events in (("mirror", mirror), ("orders", orders_route), ("shipments", shipments)):
         assert applied_twice(events) == [], f"a change reached the {name} inbox twice"
 
-    assert len(truth["orders"]) == ORDERS - len(truth["deleted_orders"])
+    assert len(truth["orders"]) == ORDERS + 1 - len(truth["deleted_orders"]), "+ the proposal"
     assert truth["shipments"], "the lifecycle ships orders"
     wrong = await mirror_differences(http, tc_url, inbox)
     for kind, documents in wrong.items():
