@@ -6,6 +6,7 @@ python -m shared.schema.export --check  # exit 1 when the committed file is stal
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ def json_schema() -> dict[str, Any]:
         )
         if optional and "required" in definition:
             definition["required"] = [key for key in definition["required"] if key not in optional]
+    schema = _plain_descriptions(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -44,6 +46,27 @@ def json_schema() -> dict[str, Any]:
         ),
         **schema,
     }
+
+
+def _plain_descriptions(node: Any) -> Any:
+    """Descriptions as plain text: the models' docstrings use reStructuredText literals
+    (``name``) and hard line breaks, which a JSON Schema reader should not see."""
+    if isinstance(node, dict):
+        return {
+            key: _plain(value)
+            if key == "description" and isinstance(value, str)
+            else _plain_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_plain_descriptions(item) for item in node]
+    return node
+
+
+def _plain(text: str) -> str:
+    literal_free = re.sub(r"``([^`]+)``", r"\1", text)
+    paragraphs = [" ".join(part.split()) for part in literal_free.split("\n\n")]
+    return "\n\n".join(paragraphs)
 
 
 def render() -> bytes:
