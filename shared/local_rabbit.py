@@ -41,6 +41,8 @@ class LocalRabbit:
     directory: Path
     port: int = 5699
     name: str = "orderbridge"
+    plugins: tuple[str, ...] = PLUGINS
+    """Plugins enabled at start; ``()`` gives a stock broker (tests of the plain topology)."""
     _env: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -60,7 +62,7 @@ class LocalRabbit:
         d = self.directory.resolve()
         for sub in ("mnesia", "log"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        (d / "enabled_plugins").write_text(f"[{','.join(PLUGINS)}].\n")
+        (d / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
         (d / "rabbitmq.conf").write_text(
             f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
         )

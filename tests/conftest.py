@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -9,6 +13,7 @@ from pydantic import SecretStr
 
 from shared.broker.connection import connect, declare_topology
 from shared.broker.publisher import RabbitPublisher
+from shared.local_rabbit import LocalRabbit, installed
 from shared.settings import BrokerSettings
 from tests.support.rabbit import private_vhost
 
@@ -17,6 +22,24 @@ from tests.support.rabbit import private_vhost
 def amqp_url() -> Iterator[str]:
     with private_vhost() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def stock_amqp_url() -> Iterator[str]:
+    """A private RabbitMQ node with no plugins at all: the broker a user already has.
+
+    Debian's ``rabbitmq-server`` and the official image start without the
+    consistent-hash exchange; tests of the plain topology run here. One node
+    for the whole session (it takes about 5 s to start).
+    """
+    if not installed():
+        pytest.skip("rabbitmq-server is not installed here")
+    directory = Path(tempfile.mkdtemp(prefix="orderbridge-stock-rabbit-", dir="/tmp"))
+    node = LocalRabbit(directory, port=5697, name=f"stock{uuid.uuid4().hex[:6]}", plugins=())
+    node.start()
+    yield node.url
+    node.stop()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
