@@ -1,8 +1,10 @@
 """A private PostgreSQL database per test (or session), dropped afterwards.
 
-The server is the real one on 127.0.0.1:5432 (trust auth, user ``postgres``;
-``.ci/services.sh`` starts it). ``ORDERBRIDGE_TEST_POSTGRES_URL`` points
-elsewhere: any database on the server the tests may create databases on.
+The server is the real one on 127.0.0.1:5432 (``.ci/services.sh`` starts it).
+The role is, in this order: ``ORDERBRIDGE_TEST_POSTGRES_URL`` (any database on
+a server where that role may create databases); the test role that
+``.ci/services.sh`` created on a server that asks for a password (its URL in
+``.orderbridge/test-postgres-url``); ``postgres`` without a password (trust).
 """
 
 from __future__ import annotations
@@ -11,13 +13,24 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-ADMIN_URL = os.environ.get(
-    "ORDERBRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+_CREATED_ROLE = Path(__file__).resolve().parents[2] / ".orderbridge" / "test-postgres-url"
+
+
+def _admin_url() -> str:
+    configured = os.environ.get("ORDERBRIDGE_TEST_POSTGRES_URL")
+    if configured:
+        return configured
+    if _CREATED_ROLE.is_file():
+        return _CREATED_ROLE.read_text().strip()
+    return "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+ADMIN_URL = _admin_url()
 
 
 def database_url(name: str) -> str:
