@@ -47,7 +47,7 @@ from shared.errors import InvalidPayload, RetryableError
 from shared.logging import get_logger
 from shared.normalize import apicbase, tradecloud
 from shared.ops import add_ops_routes
-from shared.schema.codec import loads_exact
+from shared.schema.codec import NestedTooDeep, loads_exact
 from shared.schema.models import CanonicalEvent, EchoPolicy, Role
 
 log = get_logger(__name__)
@@ -384,6 +384,8 @@ class _Handlers:
 def _decode(body: bytes) -> Any:
     try:
         return loads_exact(body)
+    except NestedTooDeep as exc:
+        raise Reject(answers.invalid_payload(exc)) from None
     except InvalidPayload as exc:
         raise Reject(answers.malformed_json(exc)) from None
 

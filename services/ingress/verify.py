@@ -86,7 +86,8 @@ class TradecloudAuth:
         scheme = scheme.lower()
         credentials = credentials.strip()
         if scheme == "bearer" and self.token is not None:
-            if hmac.compare_digest(credentials.encode(), self.token):
+            # aiohttp hands non-UTF-8 header bytes over as lone surrogates; give them back as bytes.
+            if hmac.compare_digest(credentials.encode("utf-8", "surrogateescape"), self.token):
                 return
             self._refuse("wrong bearer token")
         if scheme == "basic" and self.username is not None and self.password is not None:

@@ -29,6 +29,7 @@ from shared.normalize.fields import (
     required_text,
     text,
     timestamp,
+    word,
 )
 from shared.schema.models import CanonicalEvent, EchoInfo, Order, Prices, Timestamp
 
@@ -63,7 +64,7 @@ def normalize_purchase_order(
             "lines_complete": True,
         }
     )
-    status = text(root, "status", "")
+    status = word(root, "status", "")
     process_status, logistics_status = STATUS_MAP.get(status or "", (status, None))
     event = CanonicalEvent.model_validate(
         {

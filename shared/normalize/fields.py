@@ -145,11 +145,38 @@ def nonempty_text(container: JsonObject, key: str, path: Path) -> str | None:
     return text(container, key, path) or None
 
 
+MAX_IDENTIFIER: Final = 200
+"""Identifiers (document and line ids, positions) travel in AMQP headers, ledger keys
+and ERP columns; the platforms' are UUIDs or short ERP numbers."""
+
+MAX_WORD: Final = 100
+"""Statuses and event names become routing-key words; a routing key holds 255 bytes."""
+
+
 def required_text(container: JsonObject, key: str, path: Path) -> str:
+    """A required identifier: non-empty and at most ``MAX_IDENTIFIER`` characters."""
     found = text(container, key, path)
     if found is None or not found.strip():
         raise InvalidPayload(at(path, key), "required identifier is missing or empty")
-    return found
+    return bounded(found, MAX_IDENTIFIER, key, path)
+
+
+def identifier(container: JsonObject, key: str, path: Path) -> str | None:
+    """An optional identifier (a line id, a position): empty reads as absent; bounded."""
+    found = text(container, key, path)
+    return bounded(found, MAX_IDENTIFIER, key, path) if found else None
+
+
+def word(container: JsonObject, key: str, path: Path) -> str | None:
+    """An optional status or event name, bounded to ``MAX_WORD`` characters."""
+    found = text(container, key, path)
+    return bounded(found, MAX_WORD, key, path) if found is not None else None
+
+
+def bounded(value: str, limit: int, key: str, path: Path) -> str:
+    if len(value) > limit:
+        raise InvalidPayload(at(path, key), f"longer than {limit} characters ({len(value)})")
+    return value
 
 
 def boolean(container: JsonObject, key: str, path: Path) -> bool | None:
@@ -205,19 +232,43 @@ def _plain(value: Decimal, path: Path) -> Decimal:
     return value
 
 
+MAX_INTEGER: Final = 2**63 - 1
+"""Integers (versions) must fit AMQP's signed 64-bit header field."""
+
+
 def integer(container: JsonObject, key: str, path: Path) -> int | None:
-    """An optional integer (a version); integral decimals and digit strings accepted."""
+    """An optional whole number from 0 to ``MAX_INTEGER`` (a version).
+
+    Integral decimals (``7.0``, ``7e0``) and digit strings are accepted. The
+    bound is checked before any conversion: ``int(Decimal("1e1000000"))``
+    builds a million-digit number and once froze the event loop for 34 s.
+    """
     value = container.get(key)
     if value is None:
         return None
     if type(value) is int:
-        return value
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    shown = repr(str(value)[:40]) if isinstance(value, str | Decimal) else _type_name(value)
-    raise InvalidPayload(at(path, key), f"expected an integer, got {shown}")
+        if 0 <= value <= MAX_INTEGER:
+            return value
+    elif isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value():
+            if value.is_zero():
+                return 0
+            if value > 0 and value.adjusted() <= 18 and value <= MAX_INTEGER:
+                return int(value)
+    elif isinstance(value, str):
+        digits = value.strip()
+        if (
+            digits.isascii()
+            and digits.isdigit()
+            and len(digits) <= 19
+            and int(digits) <= MAX_INTEGER
+        ):
+            return int(digits)
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        shown = _type_name(value)
+    else:
+        shown = repr(str(value)[:40]) + ("…" if len(str(value)) > 40 else "")
+    raise InvalidPayload(at(path, key), f"expected a whole number from 0 to 2^63-1, got {shown}")
 
 
 # ------------------------------------------------------------ timestamps

@@ -39,6 +39,7 @@ from shared.normalize.fields import (
     as_text,
     boolean,
     decimal,
+    identifier,
     integer,
     maybe_obj,
     nonempty_text,
@@ -48,6 +49,7 @@ from shared.normalize.fields import (
     required_text,
     text,
     timestamp,
+    word,
 )
 from shared.schema.models import (
     Address,
@@ -103,7 +105,7 @@ def normalize_order_webhook(
 ) -> CanonicalEvent:
     """POST/PUT order webhook body (delta: only the lines the event touched)."""
     root = as_required_obj(body, "body")
-    event_name = text(root, "eventName", "")
+    event_name = word(root, "eventName", "")
     field = next((name for name in ORDER_EVENT_FIELDS if root.get(name) is not None), None)
     if field is None:
         raise InvalidPayload(
@@ -311,11 +313,11 @@ def _line(
         prices = _prices(buyer_line, "prices", bp)
 
     last_updated = timestamp(line, "lastUpdatedAt", path)
-    process_status = text(status, "processStatus", (path, "status"))
+    process_status = word(status, "processStatus", (path, "status"))
     in_progress = text(status, "inProgressStatus", (path, "status"))
     sp = (path, "supplierLine")
-    position = nonempty_text(buyer_line, "position", bp)
-    line_id = text(line, "id", path)
+    position = identifier(buyer_line, "position", bp)
+    line_id = identifier(line, "id", path)
     confirmed = maybe_obj(line, "confirmedLine", path)
     return {
         "line_id": line_id,
@@ -676,8 +678,8 @@ def _documents_order(event: JsonObject, path: Path) -> Order:
         lp = ((path, "lines"), i)
         line = as_required_obj(raw, lp)
         buyer_line = obj(line, "buyerLine", lp)
-        position = nonempty_text(buyer_line, "position", (lp, "buyerLine"))
-        line_id = text(line, "id", lp)
+        position = identifier(buyer_line, "position", (lp, "buyerLine"))
+        line_id = identifier(line, "id", lp)
         documents += _documents(buyer_line, (lp, "buyerLine"), "buyer", position, line_id)
         documents += _documents(
             obj(line, "supplierLine", lp), (lp, "supplierLine"), "supplier", position, line_id
@@ -738,7 +740,7 @@ def normalize_shipment_webhook(body: Any, *, received_at: datetime) -> Canonical
     Changed lines are those stamped with the shipment's own ``meta.lastUpdatedAt``.
     """
     root = as_required_obj(body, "body")
-    event_name = text(root, "eventName", "")
+    event_name = word(root, "eventName", "")
     field = next((name for name in SHIPMENT_EVENT_FIELDS if root.get(name) is not None), None)
     if field is None:
         raise InvalidPayload("shipment", "missing: the body needs a shipment object")
@@ -849,7 +851,7 @@ def _shipment_event(
                 for i, number in enumerate(array(supplier, "invoiceNumbers", sp) or ())
             ],
             "despatch_advice_number": text(supplier, "despatchAdviceNumber", sp),
-            "process_status": text(
+            "process_status": word(
                 obj(shipment, "status", path), "processStatus", (path, "status")
             ),
             "process_status_reason": text(
@@ -1002,8 +1004,8 @@ def _event(
             "version": version,
             "message_id": message_id,
             "trace_id": text(obj(meta, "source", "meta"), "traceId", "meta.source"),
-            "process_status": text(status, "processStatus", (path, "status")),
-            "logistics_status": text(status, "logisticsStatus", (path, "status")),
+            "process_status": word(status, "processStatus", (path, "status")),
+            "logistics_status": word(status, "logisticsStatus", (path, "status")),
             "last_updated_at": last_updated_at,
             "received_at": keys.require_aware(received_at),
             "echo": echo_info,

@@ -17,7 +17,7 @@ busy core.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import orjson
@@ -28,13 +28,65 @@ from shared.schema.models import CanonicalEvent, fixed_point
 
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 
+MAX_DEPTH: Final = 64
+"""Objects and arrays nest at most this deep in an accepted document.
+
+Tradecloud's and Apicbase's documents nest about 8 levels. Without a bound,
+a body nested a few hundred levels in an unknown field decodes, then cannot
+be written back (orjson stops at 254), and thousands of levels exhaust the
+decoder's recursion: either way a document that can never succeed.
+"""
+
+
+class NestedTooDeep(InvalidPayload):
+    """Well-formed JSON nested beyond ``MAX_DEPTH``: 422, not "malformed" (400)."""
+
 
 def loads_exact(data: bytes | str) -> Any:
-    """Decode JSON with exact decimals; raise ``InvalidPayload`` on malformed input."""
+    """Decode JSON with exact decimals; raise ``InvalidPayload`` on malformed input.
+
+    ``NestedTooDeep`` (a subclass) for JSON nested beyond ``MAX_DEPTH``.
+    """
     try:
-        return _decoder.decode(data)
+        value = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise InvalidPayload("body", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep() from None
+    if not _within_depth(value, data):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> NestedTooDeep:
+    return NestedTooDeep("body", f"nested deeper than {MAX_DEPTH} levels of objects and arrays")
+
+
+def _within_depth(value: Any, data: bytes | str) -> bool:
+    """Whether ``value`` nests at most ``MAX_DEPTH`` objects and arrays.
+
+    A body with no more opening brackets than the bound cannot exceed it (a
+    C-speed count, no walk); otherwise an iterative walk over the containers.
+    """
+    if isinstance(data, bytes):
+        brackets = data.count(b"{") + data.count(b"[")
+    else:
+        brackets = data.count("{") + data.count("[")
+    if brackets <= MAX_DEPTH:
+        return True
+    stack: list[tuple[Any, int]] = []
+    if type(value) is dict or type(value) is list:
+        stack.append((value, 1))
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        for child in node.values() if type(node) is dict else node:
+            kind = type(child)
+            if kind is dict or kind is list:
+                if depth >= MAX_DEPTH:
+                    return False
+                push((child, depth + 1))
+    return True
 
 
 def _default(value: Any) -> Any:
@@ -49,7 +101,9 @@ def dumps_exact(value: Any) -> bytes:
     """Encode JSON-able data; ``Decimal`` values become exact number literals."""
     try:
         return orjson.dumps(value, default=_default)
-    except orjson.JSONEncodeError:
+    except orjson.JSONEncodeError as exc:
+        if "Recursion limit" in str(exc):
+            raise _too_deep() from None  # only data that bypassed loads_exact gets here
         # orjson refuses integers beyond 64 bits; JSON allows them, so write their digits.
         return orjson.dumps(_big_ints_as_literals(value), default=_default)
 

@@ -6,6 +6,7 @@ import pytest
 
 from shared.errors import InvalidPayload
 from shared.normalize import apicbase, tradecloud
+from shared.schema import codec
 from shared.schema.codec import (
     decode_event,
     dumps_exact,
@@ -99,11 +100,54 @@ def test_fast_encoding_is_byte_equal_to_pydantic(received_at: datetime) -> None:
     assert encode_event(event) == encode_event_reference(event)
 
 
-def test_integers_beyond_64_bits_fall_back_to_the_reference_encoder() -> None:
+def test_integers_beyond_64_bits_in_raw_are_written_as_their_digits() -> None:
     document = fixture("tradecloud/order-webhook-proposal.json")
-    document["orderEvent"]["version"] = 2**70
+    document["orderEvent"]["futureCounter"] = 2**70
     event = tradecloud.normalize_order_webhook(document, received_at=NOW)
-    assert event.version == 2**70
     body = encode_event(event)
     assert body == encode_event_reference(event)
-    assert decode_event(body).version == 2**70
+    assert decode_event(body).raw["orderEvent"]["futureCounter"] == 2**70
+
+
+def test_a_version_beyond_64_bits_is_refused() -> None:
+    """The version travels in an AMQP header, a signed 64-bit integer."""
+    document = fixture("tradecloud/order-webhook-proposal.json")
+    document["orderEvent"]["version"] = 2**70
+    with pytest.raises(InvalidPayload) as caught:
+        tradecloud.normalize_order_webhook(document, received_at=NOW)
+    assert caught.value.path == "orderEvent.version"
+
+
+# --- nesting depth (issue 14) ----------------------------------------------------------
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [1, 10, codec.MAX_DEPTH])
+def test_documents_nested_up_to_the_bound_decode(depth: int) -> None:
+    assert codec.loads_exact(_nested(depth)) is not None
+    assert codec.loads_exact(_nested(depth).decode()) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _nested(codec.MAX_DEPTH + 1),
+        _nested(300),
+        b"[" * 5000 + b"]" * 5000,
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"lines":[' + b'{"a":1},' * 200 + b"[" * 70 + b"]" * 70 + b"]}",
+    ],
+    ids=["bound+1", "300 objects", "5000 arrays", "100000 arrays", "deep after many flat"],
+)
+def test_documents_nested_beyond_the_bound_are_refused(body: bytes) -> None:
+    with pytest.raises(codec.NestedTooDeep) as caught:
+        codec.loads_exact(body)
+    assert caught.value.path == "body"
+
+
+def test_a_wide_flat_document_is_not_mistaken_for_a_deep_one() -> None:
+    body = b"[" + b",".join(b'{"a":[1,{"b":2}]}' for _ in range(5000)) + b"]"
+    assert len(codec.loads_exact(body)) == 5000

@@ -84,7 +84,7 @@ def test_scalars_are_coerced_to_text() -> None:
 def test_versions_accept_integral_numbers_only() -> None:
     assert fields.integer({"version": Decimal("7")}, "version", "") == 7
     assert fields.integer({"version": "8"}, "version", "") == 8
-    with pytest.raises(InvalidPayload, match="integer"):
+    with pytest.raises(InvalidPayload, match="whole number"):
         fields.integer({"version": Decimal("7.5")}, "version", "orderEvent")
 
 
@@ -92,3 +92,51 @@ def test_versions_accept_integral_numbers_only() -> None:
 def test_numbers_that_would_explode_in_fixed_point_are_refused(huge: Decimal) -> None:
     with pytest.raises(InvalidPayload, match="out of range"):
         fields.decimal({"quantity": huge}, "quantity", "line")
+
+
+# --- bounds (issue 14: poison input is 422, never a stall or a 503) -------------------
+
+INTEGER_CASES: list[tuple[object, int | str | None]] = [
+    (7, 7),
+    (0, 0),
+    (2**63 - 1, 2**63 - 1),
+    (Decimal("7"), 7),
+    (Decimal("7.0"), 7),
+    (Decimal("1E+18"), 10**18),
+    (" 12 ", 12),
+    (None, None),
+    (-1, "error"),
+    (2**63, "error"),
+    (int("9" * 40), "error"),
+    (Decimal("1e1000000"), "error"),
+    (Decimal("7.5"), "error"),
+    ("-3", "error"),
+    ("1" * 20, "error"),
+    ("\uff11\uff12", "error"),  # full-width digits
+    (True, "error"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), INTEGER_CASES)
+def test_integers_fit_a_signed_64_bit_header(value: object, expected: int | str | None) -> None:
+    if expected == "error":
+        with pytest.raises(InvalidPayload) as caught:
+            fields.integer({"version": value}, "version", "orderEvent")
+        assert caught.value.path == "orderEvent.version"
+    else:
+        assert fields.integer({"version": value}, "version", "orderEvent") == expected
+
+
+def test_identifiers_and_words_are_bounded() -> None:
+    limit, words = fields.MAX_IDENTIFIER, fields.MAX_WORD
+    assert fields.required_text({"id": "x" * limit}, "id", "o") == "x" * limit
+    assert fields.identifier({"id": ""}, "id", "o") is None
+    assert fields.word({"s": "Issued"}, "s", "o") == "Issued"
+    for call, key, length in (
+        (fields.required_text, "id", limit + 1),
+        (fields.identifier, "id", limit + 1),
+        (fields.word, "s", words + 1),
+    ):
+        with pytest.raises(InvalidPayload) as caught:
+            call({key: "x" * length}, key, "o")
+        assert caught.value.path == f"o.{key}"
