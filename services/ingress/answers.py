@@ -88,6 +88,7 @@ OUTCOMES: Final = frozenset(
         ACCEPTED,
         "bad_request",
         "malformed_json",
+        "client_disconnected",
         "missing_parameter",
         "unauthorized",
         "bad_signature",
@@ -108,6 +109,13 @@ OUTCOMES: Final = frozenset(
     }
 )
 """Every ``error`` code (and the success outcome): the bounded label set of the metrics."""
+
+
+def client_disconnected() -> Problem:
+    """The client closed the connection mid-body: its outcome, not ours (nobody reads it)."""
+    return Problem(
+        400, "client_disconnected", "the connection closed before the body was complete", "body"
+    )
 
 
 def malformed_json(exc: InvalidPayload) -> Problem:

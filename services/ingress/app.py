@@ -262,6 +262,8 @@ class _Handlers:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise Reject(answers.too_large(self._max)) from None
+        except ConnectionResetError:  # aiohttp: "Connection lost" before the declared length
+            raise Reject(answers.client_disconnected()) from None
 
     async def _accept(self, request: web.Request, event: CanonicalEvent) -> web.Response:
         publish = self._publisher.publish

@@ -154,3 +154,35 @@ async def test_a_huge_exponent_is_refused_at_once_while_health_answers() -> None
     assert (answer, payload["path"], health) == (422, "orderEvent.version", 200)
     assert elapsed < 1.0, f"took {elapsed:.2f}s"
     assert publisher.events == []
+
+
+async def test_a_client_that_aborts_mid_body_is_a_client_outcome() -> None:
+    """Counted as ``client_disconnected`` (not ``internal_error``, which feeds the 5xx alert)."""
+    publisher = WirePublisher()
+    deps = test_deps(publisher)
+    async with serve(deps) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        _reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST "
+            + ORDER_PATH.encode()
+            + b" HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: {BEARER['Authorization']}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"orderEvent":'
+        )
+        await writer.drain()
+        writer.close()
+
+        def counted(outcome: str) -> float:
+            value = deps.registry.get_sample_value(
+                "orderbridge_ingress_requests_total",
+                {"endpoint": "tradecloud_orders", "outcome": outcome},
+            )
+            return value or 0.0
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while counted("client_disconnected") == 0:
+            assert asyncio.get_running_loop().time() < deadline, "never counted"
+            await asyncio.sleep(0.02)
+        assert counted("internal_error") == 0
+    assert publisher.events == []
