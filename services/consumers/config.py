@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, UsageError
 
 ROUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PATTERN_WORD = re.compile(r"^([A-Za-z0-9_-]+|\*|#)$")
@@ -184,7 +184,7 @@ class ConsumerConfig(BaseModel):
             if route.name == name:
                 return route
         known = ", ".join(route.name for route in self.routes)
-        raise ConfigurationError(f"no route named {name!r} (routes: {known})")
+        raise UsageError(f"no route named {name!r} (routes: {known})")
 
 
 def parse_config(text: str, *, fmt: str, env: Mapping[str, str] | None = None) -> ConsumerConfig:
