@@ -62,7 +62,7 @@ async def connect(
     def give_up(exc: Exception) -> BrokerUnavailable:
         within = f" within {wait_seconds:g}s" if wait_seconds > 0 else ""
         return BrokerUnavailable(
-            f"RabbitMQ at {where} did not answer{within} ({_last(exc)}): "
+            f"cannot connect to RabbitMQ at {where}{within} ({_last(exc)}): "
             f"start it, or point {AMQP_URL} at a running broker",
             retry_after=5,
         )

@@ -57,7 +57,7 @@ async def open_state_store(url: str, *, wait_seconds: float = 0.0) -> StateStore
     def give_up(exc: Exception) -> StateUnavailable:
         within = f" within {wait_seconds:g}s" if wait_seconds > 0 else ""
         return StateUnavailable(
-            f"the state store at {where} did not answer{within} ({_cause(exc)}): "
+            f"cannot open the state store at {where}{within} ({_cause(exc)}): "
             f"start it, or point {STATE_URL} at a running database",
             retry_after=5,
         )

@@ -137,7 +137,7 @@ def test_an_unreachable_broker_gives_up_with_one_line(tmp_path: Path) -> None:
     )
     event = the_one_line(result, exit_codes.UNAVAILABLE)["event"]
     assert "ORDERBRIDGE_AMQP_URL" in event
-    assert "did not answer" in event
+    assert "cannot connect to RabbitMQ" in event
     assert "s3cret" not in result.stderr
 
 
@@ -184,7 +184,7 @@ def test_on_a_terminal_an_unreachable_broker_counts_down_then_says_why(tmp_path:
     # The countdown is rewritten in place ("\r"), then cleared; the error is the one line.
     final = [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
     last = final[-1].rsplit("\r\x1b[K", 1)[-1]
-    assert last.startswith("orderbridge ingress: RabbitMQ at amqp://guest:***@"), text
+    assert last.startswith("orderbridge ingress: cannot connect to RabbitMQ at amqp://guest:***@")
     assert "ORDERBRIDGE_AMQP_URL" in last
     assert "{" not in last  # not JSON: a person reads it
 
@@ -241,7 +241,7 @@ def test_an_unreachable_state_store(tmp_path: Path) -> None:
     )
     event = the_one_line(result, exit_codes.UNAVAILABLE)["event"]
     assert "ORDERBRIDGE_STATE_URL" in event
-    assert "did not answer" in event
+    assert "cannot open the state store" in event
 
 
 def test_an_unwritable_sqlite_path(tmp_path: Path) -> None:
@@ -286,3 +286,47 @@ def test_a_route_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
     )
     event = the_one_line(result, exit_codes.USAGE)["event"]
     assert "'nope'" in event and "erp-orders" in event
+
+
+def test_a_bad_routes_file_is_refused_before_connecting(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES.replace('type = "file"', 'type = "fiel"'))
+    result = orderbridge(
+        tmp_path,
+        "consumer",
+        "--config",
+        str(routes),
+        ORDERBRIDGE_AMQP_URL=f"amqp://guest:guest@{CLOSED_PORT}/",  # never reached
+    )
+    event = the_one_line(result, exit_codes.CONFIG)["event"]
+    assert event.startswith(f'{routes}: route "erp-orders", adapter.type: unknown adapter type')
+    assert "did you mean 'file'?" in event
+
+
+def test_check_reports_each_part_and_exits_with_the_first_problem(tmp_path: Path) -> None:
+    routes = routes_file(tmp_path)
+    good = orderbridge(tmp_path, "check", "--config", str(routes))
+    assert good.returncode == 0, good.stdout + good.stderr
+    lines = good.stdout.splitlines()
+    assert lines[0].startswith("orderbridge ")
+    assert any(line.split()[:2] == ["ok", "settings"] for line in lines)
+    assert any("erp-orders" in line and line.split()[0] == "ok" for line in lines)
+    assert any("consistent-hash exchange" in line for line in lines)
+    assert lines[-1] == "ready"
+
+    routes.write_text(ROUTES.replace('"tradecloud.order.#"', '"tradecloud.order.#"]\nshard = [1'))
+    bad = orderbridge(
+        tmp_path,
+        "check",
+        "--config",
+        str(routes),
+        ORDERBRIDGE_INGRESS_PORT="abc",
+        ORDERBRIDGE_AMQP_URL=BASE_URL.replace("guest:guest@", "guest:nope@") + "/",
+    )
+    assert bad.returncode == exit_codes.CONFIG, bad.stdout
+    report = bad.stdout
+    assert "FAIL  settings" in report and "ORDERBRIDGE_INGRESS_PORT='abc'" in report
+    assert "FAIL  routes" in report and "shard" in report
+    assert "FAIL  broker" in report and "ORDERBRIDGE_AMQP_URL" in report and "nope" not in report
+    assert "ok    state store" in report
+    assert "Traceback" not in bad.stderr
