@@ -3,6 +3,11 @@
 Each service package contributes its subcommand through a ``register``
 function in its ``cli`` module (imports stay light; the service's composition
 root is imported only when its subcommand runs).
+
+Whatever stops a subcommand at start (an invalid setting, a bad routes file, a
+broker or state store that refused or could not be reached) reaches ``main``,
+which prints it as one line naming the variable and exits with its code
+(``shared.fatal``), the same way for every subcommand.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "services.consumers.cli",
     "services.simulators.cli",
     "services.runner.cli",
+    "services.check.cli",
 )
 
 
@@ -35,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="orderbridge",
         description="Tradecloud and Apicbase orders into your ERP: exactly once, in order.",
     )
+    parser.add_argument("--version", action="version", version=f"orderbridge {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
@@ -43,9 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed package's version (package metadata)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("orderbridge")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.fatal import FATAL, report
+
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except FATAL as exc:
+        return report(args.command, exc)
     return result
 
 

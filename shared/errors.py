@@ -10,6 +10,8 @@ edge of the module that calls the library, so callers decide by class alone:
     ├── PermanentError            never retry the same input
     │   ├── InvalidPayload        a document we can never accept (names the field path)
     │   ├── ConfigurationError    settings or topology that cannot work
+    │   │   ├── AccessRefused       the broker, database or file system refused access
+    │   │   └── UsageError          a command names something that does not exist
     │   └── UpstreamRejected      the upstream API refused the request (4xx other than 408/429)
     └── RetryableError            transient: retry later, answer 503, keep the cursor
         ├── BrokerUnavailable     no open channel to RabbitMQ
@@ -66,6 +68,14 @@ class InvalidPayload(PermanentError):
 
 class ConfigurationError(PermanentError):
     """Settings or topology that cannot work; fix the deployment, not the data."""
+
+
+class AccessRefused(ConfigurationError):
+    """RabbitMQ, PostgreSQL or the file system refused credentials or access (``NOPERM``)."""
+
+
+class UsageError(ConfigurationError):
+    """A well-formed command naming something that does not exist (exit code ``USAGE``)."""
 
 
 class UpstreamRejected(PermanentError):

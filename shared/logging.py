@@ -1,20 +1,47 @@
-"""Structured JSON logs (structlog, rendered with orjson), one line per event.
+"""Structured logs (structlog): readable text for a person, JSON lines for a machine.
 
-Standard-library loggers (aio-pika, aiohttp, asyncpg) go through the same
-renderer, so an operator's log pipeline sees one format. Bind context with
-``structlog.contextvars.bind_contextvars(request_id=...)``.
+``ORDERBRIDGE_LOG_FORMAT=auto`` (the default) renders readable text when stderr
+is a terminal and one JSON object per line (orjson) otherwise, for every
+service alike; ``json`` and ``console`` force one. ``human_output()`` tells
+other code (progress bars, countdowns, the one-line fatal error) which one
+applies. Standard-library loggers (aio-pika, aiohttp, asyncpg) go through the
+same renderer, so an operator's log pipeline sees one format. Bind context
+with ``structlog.contextvars.bind_contextvars(request_id=...)``.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
 
-from shared.settings import LogSettings
+from shared.settings import LogFormat, LogSettings
+
+_human: bool | None = None
+"""The rendering ``configure_logging`` chose; None before it ran."""
+
+
+def resolve_format(log_format: LogFormat, stream: TextIO | None = None) -> bool:
+    """Whether ``log_format`` means readable text on ``stream`` (default: stderr)."""
+    if log_format == "auto":
+        stream = sys.stderr if stream is None else stream
+        try:
+            return stream.isatty()
+        except (AttributeError, ValueError):  # a closed or stand-in stream
+            return False
+    return log_format == "console"
+
+
+def human_output() -> bool:
+    """Is output for a person (a terminal), rather than for a log pipeline?
+
+    The choice ``configure_logging`` made; before logging is configured, whether
+    stderr is a terminal.
+    """
+    return resolve_format("auto") if _human is None else _human
 
 
 def _dumps(value: Any, **_: Any) -> str:
@@ -23,6 +50,8 @@ def _dumps(value: Any, **_: Any) -> str:
 
 def configure_logging(settings: LogSettings, *, service: str) -> None:
     """Route structlog and stdlib logging to stderr in one format."""
+    global _human
+    _human = resolve_format(settings.log_format)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -32,7 +61,7 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_dumps)
-        if settings.log_format == "json"
+        if not _human
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 
 from shared.broker.connection import connect, declare_topology
 from shared.broker.publisher import RabbitPublisher
@@ -30,7 +29,6 @@ from shared.broker.topology import DEAD_LETTER_EXCHANGE
 from shared.errors import (
     ConfigurationError,
     LeaseLost,
-    OrderbridgeError,
     RetryableError,
     StateUnavailable,
     UpstreamRejected,
@@ -50,8 +48,6 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-STARTUP_WAIT_SECONDS = 30.0
-"""How long a pull service waits for RabbitMQ and the state store at start."""
 
 
 @dataclass
@@ -83,10 +79,10 @@ async def pull_runtime(
     """State store, broker connection, topology, confirmed publisher and quarantine."""
     registry = new_registry()
     store = await open_state_store(
-        state.state_url.get_secret_value(), wait_seconds=STARTUP_WAIT_SECONDS
+        state.state_url.get_secret_value(), wait_seconds=state.startup_wait_seconds
     )
     try:
-        connection = await connect(broker, name=service, wait_seconds=STARTUP_WAIT_SECONDS)
+        connection = await connect(broker, name=service, wait_seconds=broker.startup_wait_seconds)
         try:
             await declare_topology(connection, broker.topology())
             publisher = await RabbitPublisher.open(
@@ -112,20 +108,14 @@ async def pull_runtime(
 
 
 def run_service(service: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run a pull service's ``main`` and turn its failure into an exit status.
+    """Run a pull service's ``main``; what stops it at start propagates.
 
-    2: configuration (missing or invalid settings); 1: it failed while running.
+    ``services.cli`` turns a ``ConfigurationError`` (exit 78), refused
+    credentials (77) or an unreachable broker or state store (69) into one line.
     """
     configure_logging(LogSettings(), service=service)
     tune_for_throughput()  # here, not in pull_runtime: tests open runtimes in-process
-    try:
-        return asyncio.run(main())
-    except (ConfigurationError, ValidationError) as exc:
-        log.error(f"cannot start {service}", reason=str(exc))
-        return 2
-    except OrderbridgeError as exc:
-        log.error(f"{service} failed", reason=str(exc))
-        return 1
+    return asyncio.run(main())
 
 
 def outcome_of(exc: BaseException) -> str:

@@ -48,8 +48,11 @@ async def run(
     routes = [config.route(name) for name in route_names] if route_names else list(config.routes)
     registry = new_registry()
     metrics = ConsumerMetrics(registry)
-    state = await open_state_store(state_settings.state_url.get_secret_value(), wait_seconds=30)
-    connection = await connect(broker, name="consumer", wait_seconds=30)
+    state = await open_state_store(
+        state_settings.state_url.get_secret_value(),
+        wait_seconds=state_settings.startup_wait_seconds,
+    )
+    connection = await connect(broker, name="consumer", wait_seconds=broker.startup_wait_seconds)
     adapters: list[ErpAdapter] = []
     runners: list[RouteRunner] = []
     ops: web.AppRunner | None = None

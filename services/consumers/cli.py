@@ -61,16 +61,11 @@ def _setup(service: str) -> None:
 def _consumer(args: argparse.Namespace) -> int:
     from services.consumers.__main__ import resolve_config, run
     from services.consumers.settings import ConsumerSettings
-    from shared.errors import ConfigurationError
 
     _setup("consumer")
-    try:
-        settings = ConsumerSettings()
-        config = resolve_config(args.config, settings)
-        return asyncio.run(run(config, route_names=args.route, drain=args.drain, settings=settings))
-    except ConfigurationError as exc:
-        sys.stderr.write(f"orderbridge consumer: {exc}\n")
-        return 2
+    settings = ConsumerSettings()
+    config = resolve_config(args.config, settings)
+    return asyncio.run(run(config, route_names=args.route, drain=args.drain, settings=settings))
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -42,20 +42,25 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
-from shared.errors import ConfigurationError
+from services.consumers.validate import (
+    AdapterKeys,
+    KnownValues,
+    Problem,
+    adapter_problems,
+    did_you_mean,
+    filter_problems,
+)
+from shared.errors import ConfigurationError, UsageError
 
 ROUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PATTERN_WORD = re.compile(r"^([A-Za-z0-9_-]+|\*|#)$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-_REQUEST_KIND = re.compile(r"^[a-z][a-z0-9_]*$")
-REQUEST_SIDES = ("buyer", "supplier")
 
 
 class RouteFilter(BaseModel):
@@ -83,25 +88,6 @@ class RouteFilter(BaseModel):
     """``Request.kind``: ``proposal``, ``reopen_request`` or another snake_case kind."""
     request_statuses: tuple[str, ...] = ()
     """``Request.status``: ``Open``, ``Approved``, ``Rejected``… (open-ended)."""
-
-    @field_validator("request_sides")
-    @classmethod
-    def _sides(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [side for side in value if side not in REQUEST_SIDES]
-        if unknown:
-            raise ValueError(f"request sides are buyer or supplier, not {unknown}")
-        return value
-
-    @field_validator("request_kinds")
-    @classmethod
-    def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [kind for kind in value if not _REQUEST_KIND.match(kind)]
-        if unknown:
-            raise ValueError(
-                f"request kinds are snake_case as in the event (proposal, reopen_request), "
-                f"not {unknown}"
-            )
-        return value
 
     @property
     def on_requests(self) -> bool:
@@ -169,6 +155,8 @@ class ConsumerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     routes: tuple[Route, ...] = Field(min_length=1)
+    known_values: KnownValues = KnownValues()
+    """Event names, statuses and request kinds Tradecloud added after this release."""
 
     @field_validator("routes")
     @classmethod
@@ -184,48 +172,158 @@ class ConsumerConfig(BaseModel):
             if route.name == name:
                 return route
         known = ", ".join(route.name for route in self.routes)
-        raise ConfigurationError(f"no route named {name!r} (routes: {known})")
+        raise UsageError(f"no route named {name!r} (routes: {known})")
 
 
-def parse_config(text: str, *, fmt: str, env: Mapping[str, str] | None = None) -> ConsumerConfig:
-    """``fmt`` is ``toml`` or ``yaml``; ``${VAR}`` expands from ``env`` (default os.environ)."""
+def parse_config(
+    text: str,
+    *,
+    fmt: str,
+    env: Mapping[str, str] | None = None,
+    source: str = "consumer config",
+    plugins: Mapping[str, AdapterKeys] | None = None,
+) -> ConsumerConfig:
+    """``fmt`` is ``toml`` or ``yaml``; ``${VAR}`` expands from ``env`` (default os.environ).
+
+    Checks everything before anything connects (``services.consumers.validate``):
+    one ``ConfigurationError`` names ``source`` (the file), then each problem's
+    route and key. ``plugins`` are the installed plug-in adapters' keys.
+    """
     try:
         raw = tomllib.loads(text) if fmt == "toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"consumer config is not valid {fmt.upper()}: {exc}") from None
-    expanded = _expand(raw, os.environ if env is None else env)
-    try:
-        return ConsumerConfig.model_validate(expanded)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
+        reason = " ".join(str(exc).split())
+        raise ConfigurationError(f"{source} is not valid {fmt.upper()}: {reason}") from None
+    missing: list[tuple[tuple[str | int, ...], str]] = []
+    expanded = _expand(raw, os.environ if env is None else env, (), missing)
+    if missing:
+        _fail(
+            source,
+            [
+                Problem(
+                    _route_name(raw, loc),
+                    _key(loc),
+                    f"uses ${{{name}}}, which is not set: set the variable or write the value",
+                )
+                for loc, name in missing
+            ],
         )
-        raise ConfigurationError(f"consumer config: {problems}") from None
+    try:
+        config = ConsumerConfig.model_validate(expanded)
+    except ValidationError as exc:
+        _fail(source, [_problem(raw, error) for error in exc.errors()])
+    problems: list[Problem] = []
+    for route in config.routes:
+        problems += filter_problems(route.name, route.filter, config.known_values)
+        problems += adapter_problems(
+            route.name, route.adapter.type, route.adapter.options(), plugins or {}
+        )
+    if problems:
+        _fail(source, problems)
+    return config
 
 
-def load_config(path: str | Path) -> ConsumerConfig:
+def load_config(
+    path: str | Path, *, plugins: Mapping[str, AdapterKeys] | None = None
+) -> ConsumerConfig:
+    """The routes file at ``path``, checked against the installed plug-in adapters."""
     file = Path(path)
     try:
         text = file.read_text()
     except OSError as exc:
-        raise ConfigurationError(f"cannot read consumer config {file}: {exc}") from None
+        raise ConfigurationError(
+            f"cannot read the routes file {file}: {exc.strerror or exc} "
+            "(--config or ORDERBRIDGE_CONSUMER_CONFIG)"
+        ) from None
+    if plugins is None:
+        from services.consumers.adapters import plugin_adapters
+
+        plugins = plugin_adapters()
     fmt = "yaml" if file.suffix.lower() in (".yaml", ".yml") else "toml"
-    return parse_config(text, fmt=fmt)
+    return parse_config(text, fmt=fmt, source=str(file), plugins=plugins)
 
 
-def _expand(value: Any, env: Mapping[str, str]) -> Any:
+def _fail(source: str, problems: Sequence[Problem]) -> NoReturn:
+    raise ConfigurationError(f"{source}: " + "; ".join(str(problem) for problem in problems))
+
+
+def _fields_at(loc: Sequence[str | int]) -> list[str]:
+    """The keys allowed where ``loc`` points (for "did you mean")."""
+    model: type[BaseModel] = ConsumerConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        inner = _model_of(field.annotation) if field is not None else None
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _problem(raw: Any, error: ErrorDetails) -> Problem:
+    loc = tuple(error["loc"])
+    route = _route_name(raw, loc)
+    key = _key(loc)
+    if error["type"] == "extra_forbidden":
+        allowed = _fields_at(loc[:-1])
+        return Problem(
+            route,
+            key,
+            f"unknown key (known: {', '.join(allowed)})" + did_you_mean(str(loc[-1]), allowed),
+        )
+    if error["type"] == "missing":
+        return Problem(route, key, "required: add it")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return Problem(route, key, message[:1].lower() + message[1:])
+
+
+def _route_name(raw: Any, loc: Sequence[str | int]) -> str | None:
+    if len(loc) < 2 or loc[0] != "routes" or not isinstance(loc[1], int):
+        return None
+    try:
+        name = raw["routes"][loc[1]].get("name")
+    except (TypeError, KeyError, IndexError, AttributeError):
+        name = None
+    return name if isinstance(name, str) else f"#{loc[1] + 1}"
+
+
+def _key(loc: Sequence[str | int]) -> str:
+    """The key path within its route (``filter.kinds``), or from the top of the file."""
+    rest = loc[2:] if len(loc) >= 2 and loc[0] == "routes" and isinstance(loc[1], int) else loc
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in rest).lstrip(
+        "."
+    )
+
+
+def _expand(
+    value: Any,
+    env: Mapping[str, str],
+    loc: tuple[str | int, ...],
+    missing: list[tuple[tuple[str | int, ...], str]],
+) -> Any:
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in env:
-                raise ConfigurationError(f"consumer config uses ${{{name}}}, which is not set")
+                missing.append((loc, name))
+                return match.group(0)
             return env[name]
 
         return _ENV.sub(replace, value)
     if isinstance(value, Mapping):
-        return {key: _expand(item, env) for key, item in value.items()}
+        return {key: _expand(item, env, (*loc, key), missing) for key, item in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return [_expand(item, env) for item in value]
+        return [_expand(item, env, (*loc, index), missing) for index, item in enumerate(value)]
     return value

@@ -24,7 +24,6 @@ from shared.broker.publisher import RabbitPublisher
 from shared.broker.quarantine import BrokerQuarantine
 from shared.broker.topology import DEAD_LETTER_EXCHANGE
 from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
-from shared.errors import ConfigurationError, OrderbridgeError
 from shared.gc_tuning import tune_for_throughput
 from shared.logging import configure_logging, get_logger
 from shared.metrics import PublisherMetrics, new_registry
@@ -32,9 +31,6 @@ from shared.settings import BrokerSettings, LogSettings
 from shared.signals import stop_on_signals
 
 log = get_logger("services.ingress")
-
-BROKER_WAIT_SECONDS = 30.0
-"""How long startup waits for RabbitMQ before giving up (a supervisor restarts us)."""
 
 
 def tradecloud_auth(settings: IngressSettings) -> TradecloudAuth:
@@ -93,7 +89,7 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
         )
     registry = new_registry()
     fetcher = build_fetcher(TradecloudSettings(), settings.ingress_fetch_timeout_seconds)
-    connection = await connect(broker, name="ingress", wait_seconds=BROKER_WAIT_SECONDS)
+    connection = await connect(broker, name="ingress", wait_seconds=broker.startup_wait_seconds)
     try:
         await declare_topology(connection, broker.topology())
         publisher = await RabbitPublisher.open(
@@ -164,27 +160,21 @@ def _describe(configured: bool, settings: IngressSettings) -> str:
 
 
 def run(*, host: str | None = None, port: int | None = None, insecure: bool = False) -> int:
-    """Build settings from the environment (CLI flags win) and serve until SIGTERM."""
+    """Build settings from the environment (CLI flags win) and serve until SIGTERM.
+
+    Settings, broker and listen errors propagate: ``services.cli`` prints them
+    as one line with their exit code.
+    """
     configure_logging(LogSettings(), service="ingress")
-    try:
-        overrides: dict[str, object] = {}
-        if host is not None:
-            overrides["ingress_host"] = host
-        if port is not None:
-            overrides["ingress_port"] = port
-        if insecure:
-            overrides["ingress_insecure_no_auth"] = True
-        settings = IngressSettings(**overrides)  # type: ignore[arg-type]
-        return asyncio.run(serve(settings, BrokerSettings()))
-    except ConfigurationError as exc:
-        log.error("cannot start ingress", reason=str(exc))
-        return 2
-    except OSError as exc:  # e.g. the port is taken
-        log.error("cannot listen", reason=str(exc))
-        return 2
-    except OrderbridgeError as exc:
-        log.error("ingress failed", reason=str(exc))
-        return 1
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["ingress_host"] = host
+    if port is not None:
+        overrides["ingress_port"] = port
+    if insecure:
+        overrides["ingress_insecure_no_auth"] = True
+    settings = IngressSettings(**overrides)  # type: ignore[arg-type]
+    return asyncio.run(serve(settings, BrokerSettings()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from services.runner.plan import DEMO_ROUTES, DemoPorts, Plan, demo_plan, enviro
 from services.runner.supervisor import Supervisor
 from shared import local_rabbit
 from shared.errors import ConfigurationError
+from shared.logging import human_output
 from shared.settings import BrokerSettings, redact_url
 
 DEFAULT_WORKDIR = Path(".orderbridge")
@@ -104,24 +105,23 @@ def run(
         sys.stdout.write(f"orderbridge run | {message}\n")
         sys.stdout.flush()
 
-    os.environ.setdefault("ORDERBRIDGE_LOG_FORMAT", "console")
-    try:
-        if not demo:
-            plan = environment_plan(os.environ)
-            print_plan(plan)
-            return asyncio.run(supervise(plan))
-        workdir.mkdir(parents=True, exist_ok=True)
-        inbox.mkdir(parents=True, exist_ok=True)
-        (workdir / "demo-routes.toml").write_text(DEMO_ROUTES)
-        url = BrokerSettings().amqp_url.get_secret_value()
-        with demo_broker(url, workdir, say) as broker_url:
-            ports = DemoPorts().shifted(port_offset)
-            plan = demo_plan(amqp_url=broker_url, workdir=workdir, inbox=inbox, ports=ports)
-            print_plan(plan)
-            return asyncio.run(supervise(plan))
-    except ConfigurationError as exc:
-        say(f"cannot start: {exc}")
-        return 2
+    # Children write to our pipe, never a terminal: "auto" would make them JSON even
+    # when a person watches; they follow what our own stderr is instead.
+    if os.environ.get("ORDERBRIDGE_LOG_FORMAT", "auto").strip().lower() in ("", "auto"):
+        os.environ["ORDERBRIDGE_LOG_FORMAT"] = "console" if human_output() else "json"
+    if not demo:
+        plan = environment_plan(os.environ)
+        print_plan(plan)
+        return asyncio.run(supervise(plan))
+    workdir.mkdir(parents=True, exist_ok=True)
+    inbox.mkdir(parents=True, exist_ok=True)
+    (workdir / "demo-routes.toml").write_text(DEMO_ROUTES)
+    url = BrokerSettings().amqp_url.get_secret_value()
+    with demo_broker(url, workdir, say) as broker_url:
+        ports = DemoPorts().shifted(port_offset)
+        plan = demo_plan(amqp_url=broker_url, workdir=workdir, inbox=inbox, ports=ports)
+        print_plan(plan)
+        return asyncio.run(supervise(plan))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,11 @@
 Each child is an ``orderbridge`` subcommand started with ``python -m
 services.cli``. Output lines are prefixed with the child's name; a child that
 exits unexpectedly is restarted with capped exponential backoff (its work is
-safe to repeat: publish-then-commit and idempotent consumers); on Ctrl-C or
+safe to repeat: publish-then-commit and idempotent consumers), unless its exit
+code says a restart cannot help (``shared.exit_codes.NOT_RESTARTABLE``: an
+invalid setting or routes file, refused credentials): then everything stops,
+and the supervisor says which child and its last line, and exits with that
+code. On Ctrl-C or
 SIGTERM every child gets SIGTERM (graceful: in-flight work finishes), and
 SIGKILL only after ``stop_timeout``.
 """
@@ -20,6 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+import orjson
+
+from shared import exit_codes
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -40,6 +47,16 @@ class ChildState:
     restarts: int = 0
     started_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    last_line: str = ""
+    """The child's last non-empty output line (its error, when it exits at start)."""
+
+
+MEANING = {
+    exit_codes.ARGUMENTS: "bad arguments",
+    exit_codes.USAGE: "usage error",
+    exit_codes.NOPERM: "access refused",
+    exit_codes.CONFIG: "configuration error",
+}
 
 
 class Supervisor:
@@ -58,6 +75,7 @@ class Supervisor:
         self._max_backoff = max_backoff
         self._cwd = cwd
         self._stopping = asyncio.Event()
+        self._fatal: tuple[ChildState, int] | None = None
         width = max((len(spec.name) for spec in specs), default=0)
         self._prefix: Callable[[str], str] = lambda name: f"{name:<{width}} | "
 
@@ -73,7 +91,24 @@ class Supervisor:
         for watcher in watchers:
             watcher.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
-        return 0
+        if self._fatal is None:
+            return 0
+        child, code = self._fatal
+        self._output.write(
+            f"stopped: {child.spec.name} exited with code {code} "
+            f"({MEANING.get(code, 'not restartable')}), which a restart cannot fix: "
+            f"{child.last_line or 'no output'}\n"
+        )
+        self._output.flush()
+        return code
+
+    @property
+    def fatal(self) -> tuple[str, int, str] | None:
+        """The child that stopped everything: its name, exit code and last line."""
+        if self._fatal is None:
+            return None
+        child, code = self._fatal
+        return child.spec.name, code, child.last_line
 
     def stop(self) -> None:
         self._stopping.set()
@@ -93,6 +128,12 @@ class Supervisor:
             if self._stopping.is_set():
                 return
             self._line(child.spec.name, f"exited with code {code}")
+            if code in exit_codes.NOT_RESTARTABLE:
+                self._line(child.spec.name, "not restarting (a restart cannot fix this): stopping")
+                if self._fatal is None:
+                    self._fatal = (child, code)
+                self.stop()
+                return
             if not child.spec.restart:
                 return
             if time.monotonic() - child.started_at > 60:
@@ -115,11 +156,14 @@ class Supervisor:
         )
         child.started_at = time.monotonic()
         assert child.process.stdout is not None
-        child.tasks = [asyncio.create_task(self._pump(child.spec.name, child.process.stdout))]
+        child.tasks = [asyncio.create_task(self._pump(child, child.process.stdout))]
 
-    async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
+    async def _pump(self, child: ChildState, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
-            self._line(name, line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            if text.strip():
+                child.last_line = _message(text)
+            self._line(child.spec.name, text)
 
     def _line(self, name: str, text: str) -> None:
         self._output.write(self._prefix(name) + text + "\n")
@@ -143,6 +187,19 @@ class Supervisor:
                     child.process.kill()
                 await child.process.wait()
             await asyncio.gather(*child.tasks, return_exceptions=True)
+
+
+def _message(line: str) -> str:
+    """A JSON log line's message (``event``); any other line as it is."""
+    if line.startswith("{"):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return line
+        event = record.get("event") if isinstance(record, dict) else None
+        if isinstance(event, str):
+            return event
+    return line
 
 
 def orderbridge_argv(*args: str) -> list[str]:

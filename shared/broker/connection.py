@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelPreconditionFailed
+from aiormq.exceptions import ProbableAuthenticationError, ProtocolSyntaxError
 
 from shared.broker.topology import Topology
-from shared.errors import BrokerUnavailable, ConfigurationError
+from shared.errors import AccessRefused, BrokerUnavailable, ConfigurationError
 from shared.logging import get_logger
 from shared.settings import BrokerSettings
+from shared.startup import wait_until_up
 
 log = get_logger(__name__)
 
@@ -22,28 +26,82 @@ async def connect(
     """A robust connection named after the service (visible in the management UI).
 
     With ``wait_seconds`` > 0 a broker that is not up yet is retried for that
-    long (services starting beside RabbitMQ); afterwards ``BrokerUnavailable``.
+    long (services starting beside RabbitMQ, with a countdown on a terminal);
+    afterwards ``BrokerUnavailable``. A refused login raises ``AccessRefused``
+    and a virtual host the broker will not open ``ConfigurationError`` at once:
+    waiting cannot fix either. Every message names ``ORDERBRIDGE_AMQP_URL``,
+    its password masked.
     """
     url = settings.amqp_url.get_secret_value()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    delay = 0.2
-    while True:
+    where = f"{settings.redacted_url()} ({AMQP_URL})"
+
+    async def attempt() -> AbstractRobustConnection:
         try:
-            return await aio_pika.connect_robust(
-                url,
-                client_properties={"connection_name": f"orderbridge-{name}"},
-                timeout=10,
-                reconnect_interval=1.0,
-            )
+            with _quiet_connect_errors():
+                return await aio_pika.connect_robust(
+                    url,
+                    client_properties={"connection_name": f"orderbridge-{name}"},
+                    timeout=10,
+                    reconnect_interval=1.0,
+                )
+        except ProbableAuthenticationError:
+            raise AccessRefused(
+                f"RabbitMQ refused the login at {where}: fix the user or password in {AMQP_URL}"
+            ) from None
+        except ProtocolSyntaxError:
+            raise ConfigurationError(
+                f"RabbitMQ closed the connection to {where} while opening its virtual host: "
+                f"check that the vhost in {AMQP_URL} exists and the user may use it"
+            ) from None
         except (TimeoutError, OSError, AMQPError) as exc:
-            if loop.time() + delay > deadline:
-                raise BrokerUnavailable(
-                    f"cannot connect to {settings.redacted_url()}: {exc}", retry_after=5
-                ) from None
-            log.warning("broker not reachable yet", url=settings.redacted_url(), error=str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            reason = _first(exc) if isinstance(exc, AMQPError) else str(exc)
+            raise BrokerUnavailable(
+                f"cannot connect to {where}: {reason or type(exc).__name__}", retry_after=5
+            ) from None
+
+    def give_up(exc: Exception) -> BrokerUnavailable:
+        within = f" within {wait_seconds:g}s" if wait_seconds > 0 else ""
+        return BrokerUnavailable(
+            f"cannot connect to RabbitMQ at {where}{within} ({_last(exc)}): "
+            f"start it, or point {AMQP_URL} at a running broker",
+            retry_after=5,
+        )
+
+    return await wait_until_up(
+        attempt, what=f"RabbitMQ at {where}", wait_seconds=wait_seconds, give_up=give_up
+    )
+
+
+AMQP_URL = "ORDERBRIDGE_AMQP_URL"
+
+
+def _first(exc: BaseException) -> str:
+    """aiormq errors carry their text as the first argument (or an errno, then the text)."""
+    args = [arg for arg in exc.args if isinstance(arg, str)]
+    return args[0] if args else str(exc)
+
+
+def _last(exc: BaseException) -> str:
+    text = str(exc)
+    return text.rsplit(": ", 1)[-1] if ": " in text else text
+
+
+class _DropTransportErrors(logging.Filter):
+    """aiormq logs each failed connect at ERROR; the countdown or the final line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("error when creating transport")
+
+
+@contextlib.contextmanager
+def _quiet_connect_errors() -> Iterator[None]:
+    logger = logging.getLogger("aiormq.connection")
+    dropped = _DropTransportErrors()
+    logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropped)
 
 
 async def declare(channel: AbstractChannel, topology: Topology) -> None:

@@ -8,25 +8,24 @@ chosen, so a service that uses SQLite never loads asyncpg.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from shared.errors import ConfigurationError, StateUnavailable
-from shared.logging import get_logger
 from shared.settings import redact_url
+from shared.startup import wait_until_up
 from shared.state.port import AppliedDocument, Lookup, StateStore, Tokens
 
 __all__ = ["AppliedDocument", "Lookup", "StateStore", "Tokens", "open_state_store"]
-
-log = get_logger(__name__)
 
 
 async def open_state_store(url: str, *, wait_seconds: float = 0.0) -> StateStore:
     """Open (and create/migrate) the store named by ``url``.
 
     With ``wait_seconds`` > 0 an unreachable database is retried for that long
-    (services starting beside PostgreSQL); afterwards ``StateUnavailable``.
-    A malformed URL raises ``ConfigurationError`` at once.
+    (services starting beside PostgreSQL, with a countdown on a terminal);
+    afterwards ``StateUnavailable``. A malformed URL or an unwritable SQLite
+    path raises ``ConfigurationError``, refused credentials ``AccessRefused``,
+    at once. Every message names ``ORDERBRIDGE_STATE_URL``, its password masked.
     """
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "memory":
@@ -44,18 +43,33 @@ async def open_state_store(url: str, *, wait_seconds: float = 0.0) -> StateStore
         opener = PostgresStateStore.open
     else:
         raise ConfigurationError(
-            f"unsupported ORDERBRIDGE_STATE_URL scheme {scheme!r}: "
+            f"unsupported {STATE_URL} scheme {scheme!r}: "
             "use sqlite:///path, postgresql://... or memory://"
         )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    delay = 0.2
-    while True:
+    where = f"{redact_url(url)} ({STATE_URL})"
+
+    async def attempt() -> StateStore:
         try:
             return await opener(url)
-        except StateUnavailable as exc:
-            if loop.time() + delay > deadline:
-                raise
-            log.warning("state store not reachable yet", url=redact_url(url), error=str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        except ConfigurationError as exc:  # the same class (AccessRefused stays NOPERM)
+            raise type(exc)(f"{STATE_URL} {redact_url(url)}: {exc}") from None
+
+    def give_up(exc: Exception) -> StateUnavailable:
+        within = f" within {wait_seconds:g}s" if wait_seconds > 0 else ""
+        return StateUnavailable(
+            f"cannot open the state store at {where}{within} ({_cause(exc)}): "
+            f"start it, or point {STATE_URL} at a running database",
+            retry_after=5,
+        )
+
+    return await wait_until_up(
+        attempt, what=f"the state store at {where}", wait_seconds=wait_seconds, give_up=give_up
+    )
+
+
+STATE_URL = "ORDERBRIDGE_STATE_URL"
+
+
+def _cause(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text.rsplit(": ", 1)[-1] if ": " in text else text

@@ -34,7 +34,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from shared.applied import PartState
-from shared.errors import ConfigurationError, StateUnavailable
+from shared.errors import AccessRefused, ConfigurationError, StateUnavailable
 from shared.logging import get_logger
 from shared.settings import redact_url
 from shared.state.migrations import Migration, pending
@@ -166,10 +166,12 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
 )
-_MISCONFIGURED: tuple[type[BaseException], ...] = (
+_REFUSED: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # class 28: role, password
-    asyncpg.exceptions.InvalidCatalogNameError,  # 3D000: no such database
     asyncpg.exceptions.InsufficientPrivilegeError,
+)
+_MISCONFIGURED: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.InvalidCatalogNameError,  # 3D000: no such database
 )
 
 
@@ -488,9 +490,12 @@ class PostgresStateStore:
 
 @contextmanager
 def _translate(what: str) -> Iterator[None]:
-    """asyncpg and socket failures → ``StateUnavailable`` or ``ConfigurationError``."""
+    """asyncpg and socket failures → ``StateUnavailable``, ``AccessRefused`` or
+    ``ConfigurationError``."""
     try:
         yield
+    except _REFUSED as exc:
+        raise AccessRefused(f"{what}: {exc}") from None
     except _MISCONFIGURED as exc:
         raise ConfigurationError(f"{what}: {exc}") from None
     except _TRANSIENT as exc:

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosqlite
 
 from shared.applied import PartState
-from shared.errors import ConfigurationError, StateUnavailable
+from shared.errors import AccessRefused, ConfigurationError, StateUnavailable
 from shared.logging import get_logger
 from shared.state.migrations import Migration, pending
 from shared.state.port import (
@@ -538,8 +538,16 @@ def _create_private(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    except PermissionError as exc:
+        raise AccessRefused(
+            f"cannot create SQLite state file {path}: {exc.strerror}; "
+            "choose a path this user may write"
+        ) from None
     except OSError as exc:
-        raise ConfigurationError(f"cannot create SQLite state file {path}: {exc}") from None
+        raise ConfigurationError(
+            f"cannot create SQLite state file {path}: {exc.strerror or exc}; "
+            "choose a writable path (its folder is created when missing)"
+        ) from None
 
 
 def _configure(conn: sqlite3.Connection, options: SqliteOptions) -> None:

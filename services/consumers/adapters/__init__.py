@@ -29,6 +29,7 @@ from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from services.consumers.validate import AdapterKeys
 from shared.applied import event_items
 from shared.errors import ConfigurationError
 from shared.schema.codec import encode_event
@@ -137,6 +138,19 @@ def _builtin(name: str) -> AdapterFactory | None:
 
         return PostgresAdapter
     return None
+
+
+def plugin_adapters() -> dict[str, AdapterKeys]:
+    """Installed plug-in adapters by name, with the keys their factories take."""
+    found: dict[str, AdapterKeys] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in ("file", "http", "postgres"):
+            continue
+        try:
+            found[entry.name] = AdapterKeys.of(entry.load())
+        except Exception:  # a broken plug-in is reported when the route creates it
+            found[entry.name] = AdapterKeys(any_key=True)
+    return found
 
 
 def create_adapter(kind: str, options: Mapping[str, Any]) -> ErpAdapter:

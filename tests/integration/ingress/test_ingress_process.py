@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from shared import exit_codes
 from tests.support.files import fixture_bytes
 from tests.support.ingress import BEARER, JSON_CT, TOKEN, EventTap, client, post
 from tests.support.tcpproxy import TcpProxy
@@ -97,9 +98,9 @@ async def ingress(*args: str, env: dict[str, str]) -> AsyncIterator[Ingress]:
 async def test_refuses_to_start_without_credentials(amqp_url: str) -> None:
     async with ingress(env=_env(ORDERBRIDGE_AMQP_URL=amqp_url)) as proc:
         code = await proc.wait_exit(within=30)
-    assert code == 2
+    assert code == exit_codes.CONFIG
     [error] = [line for line in proc.lines if line.get("level") == "error"]
-    assert "--insecure-no-auth" in str(error["reason"])
+    assert "--insecure-no-auth" in str(error["event"])
 
 
 async def test_insecure_flag_starts_without_credentials(amqp_url: str) -> None:

@@ -16,6 +16,7 @@ from services.poller.__main__ import serve
 from services.poller.settings import PollerSettings
 from services.simulators.faults import Fault
 from services.simulators.tradecloud.world import iso_ms
+from shared import exit_codes
 from shared.clients.tradecloud import TradecloudClient
 from shared.normalize.tradecloud import normalize_order_webhook, normalize_polled_order
 from shared.settings import BrokerSettings, StateSettings
@@ -247,7 +248,7 @@ async def test_a_first_run_without_a_start_refuses_to_guess(tmp_path: Path, amqp
         env = poller_env(amqp_url, f"sqlite:///{tmp_path / 's.db'}", tradecloud)
         del env["ORDERBRIDGE_POLL_START"]
         status, stderr = await finish(await start_service("poller", "--once", env=env))
-        assert status == 2
+        assert status == exit_codes.CONFIG
         assert "ORDERBRIDGE_POLL_START" in stderr
 
 

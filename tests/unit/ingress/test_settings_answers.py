@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from services.ingress import answers
 from services.ingress.settings import IngressSettings
@@ -22,6 +22,7 @@ from shared.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from shared.settings import SettingsError
 
 ENV = (
     "ORDERBRIDGE_TRADECLOUD_WEBHOOK_USERNAME",
@@ -54,7 +55,7 @@ def test_the_fetch_budget_is_read_and_kept_well_under_the_platform_timeout(
     assert IngressSettings().ingress_fetch_timeout_seconds == 2.5
     for bad in ("0", "-1", "60"):
         monkeypatch.setenv("ORDERBRIDGE_INGRESS_FETCH_TIMEOUT_SECONDS", bad)
-        with pytest.raises(ValidationError, match="ingress_fetch_timeout_seconds"):
+        with pytest.raises(SettingsError, match="ORDERBRIDGE_INGRESS_FETCH_TIMEOUT_SECONDS"):
             IngressSettings()
 
 
@@ -95,7 +96,7 @@ def test_one_configured_source_is_enough(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_basic_needs_both_halves(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDERBRIDGE_TRADECLOUD_WEBHOOK_USERNAME", "tradecloud")
-    with pytest.raises(ValidationError, match="PASSWORD"):
+    with pytest.raises(SettingsError, match="PASSWORD"):
         IngressSettings()
 
 

@@ -1,0 +1,1 @@
+"""``orderbridge check``: is this deployment ready to run? (settings, routes, broker, state)."""
