@@ -10,6 +10,7 @@ from aiohttp import web
 
 from services.consumers.adapters import ErpAdapter, create_adapter
 from services.consumers.config import ConsumerConfig, load_config
+from services.consumers.declare import reshard_route
 from services.consumers.metrics import ConsumerMetrics
 from services.consumers.runner import RouteRunner
 from services.consumers.settings import ConsumerSettings
@@ -40,6 +41,7 @@ async def run(
     *,
     route_names: Sequence[str] = (),
     drain: bool = False,
+    reshard: bool = False,
     settings: ConsumerSettings | None = None,
     broker: BrokerSettings | None = None,
     state_settings: StateSettings | None = None,
@@ -60,6 +62,8 @@ async def run(
         consistent_hash = await consistent_hash_available(broker.amqp_url.get_secret_value())
         if not consistent_hash:
             log.warning(missing_plugin_warning(routes), plugin=CONSISTENT_HASH_PLUGIN)
+        for route in routes if reshard else ():
+            await reshard_route(connection, route, consistent_hash=consistent_hash)
         for route in routes:
             adapter = create_adapter(route.adapter.type, route.adapter.options())
             adapters.append(adapter)

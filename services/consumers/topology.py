@@ -128,8 +128,8 @@ def missing_plugin_warning(routes: Sequence[Route]) -> str:
     if fewer:
         text += f"; configured with more shards, running with one: {', '.join(fewer)}"
     return (
-        f"{text}. To shard by document: `{ENABLE_CONSISTENT_HASH}`, then migrate each "
-        f"route ({README_SECTION})"
+        f"{text}. To shard by document: `{ENABLE_CONSISTENT_HASH}`, then "
+        f"`orderbridge consumer --reshard` with the consumers stopped ({README_SECTION})"
     )
 
 
@@ -138,7 +138,8 @@ def mismatch_warning(route: Route, layout: RouteLayout) -> str:
     return (
         f"route {route.name}: {route_exchange(route.name)} was created without the "
         f"consistent-hash plugin (fanout); keeping it, on 1 shard instead of {route.shards}. "
-        f"To shard by document, migrate the route ({README_SECTION})"
+        f"To shard by document: stop its consumers, then `orderbridge consumer --route "
+        f"{route.name} --reshard` ({README_SECTION})"
     )
 
 

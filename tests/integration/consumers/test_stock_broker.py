@@ -15,9 +15,10 @@ from pydantic import SecretStr
 
 from services.consumers import dlq
 from services.consumers.adapters import create_adapter
+from services.consumers.declare import declare_route, reshard_route
 from services.consumers.metrics import ConsumerMetrics
 from services.consumers.runner import RouteRunner
-from services.consumers.topology import route_exchange, shard_queue
+from services.consumers.topology import RouteLayout, route_exchange, shard_queue
 from shared.broker.connection import connect, declare_topology
 from shared.broker.publisher import RabbitPublisher
 from shared.errors import ConfigurationError
@@ -137,3 +138,40 @@ async def test_a_route_created_without_the_plugin_keeps_its_fanout_exchange_once
         assert outcomes(metrics, route.name) == {"applied": 1}
         assert not await exists(connection, shard_queue(route.name, 1))
     assert [f["event_id"] for f in inbox(tmp_path / "inbox")] == [event.event_id]
+
+
+async def test_reshard_moves_a_plain_route_to_its_shards_once_it_is_idle(
+    connection: AbstractRobustConnection,
+    broker_settings: BrokerSettings,
+    publisher: RabbitPublisher,
+    tmp_path: Path,
+) -> None:
+    route = make_route({"type": "file", "path": str(tmp_path / "inbox")}, shards=3)
+    # as a consumer on a stock broker declared it
+    assert await declare_route(connection, route, consistent_hash=False) == RouteLayout("fanout", 1)
+    with pytest.raises(ConfigurationError, match="rabbitmq-plugins enable"):
+        await reshard_route(connection, route, consistent_hash=False)
+    first = order_event()
+    await publisher.publish(first)
+    with pytest.raises(ConfigurationError, match=r"1 message\(s\) wait.*--drain"):
+        await reshard_route(connection, route, consistent_hash=True)
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state) as (runner, metrics),
+    ):
+        await runner.drain(quiet_for=0.5)
+        with pytest.raises(ConfigurationError, match="still read"):
+            await reshard_route(connection, route, consistent_hash=True)
+    assert await reshard_route(connection, route, consistent_hash=True) is True
+    assert await reshard_route(connection, route, consistent_hash=True) is False
+    assert await exists(connection, shard_queue(route.name, 2))
+    later = [order_event() for _ in range(6)]
+    await publisher.publish_many(later)
+    async with (
+        sqlite_state(tmp_path) as state,
+        running(route, connection, broker_settings, state) as (runner, metrics),
+    ):
+        await runner.drain(quiet_for=0.5)
+        assert outcomes(metrics, route.name) == {"applied": 6}
+    applied = {f["event_id"] for f in inbox(tmp_path / "inbox")}
+    assert applied == {event.event_id for event in [first, *later]}
