@@ -103,7 +103,9 @@ def choose_layout(
     )
 
 
-_CURRENT_TYPE = re.compile(r"inequivalent arg 'type'.*current is '([^']+)'")
+# A type whose plugin is off is quoted twice (''x-consistent-hash''): the broker no longer
+# knows it as a type, only as a name.
+_CURRENT_TYPE = re.compile(r"inequivalent arg 'type'.*current is '+([^']+)'")
 
 
 def existing_exchange_type(refusal: str) -> str | None:

@@ -4,6 +4,9 @@ other layout left from an earlier start."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from services.consumers.topology import RouteLayout, route_exchange, shard_queue
 from shared.broker.connection import connect, declare_topology
 from shared.broker.publisher import RabbitPublisher
 from shared.errors import ConfigurationError
+from shared.local_rabbit import LocalRabbit, installed
 from shared.metrics import new_registry
 from shared.settings import BrokerSettings
 from shared.state import open_state_store
@@ -175,3 +179,34 @@ async def test_reshard_moves_a_plain_route_to_its_shards_once_it_is_idle(
         assert outcomes(metrics, route.name) == {"applied": 6}
     applied = {f["event_id"] for f in inbox(tmp_path / "inbox")}
     assert applied == {event.event_id for event in [first, *later]}
+
+
+@pytest.mark.skipif(not installed(), reason="rabbitmq-server is not installed here")
+async def test_a_sharded_route_on_a_broker_that_lost_the_plugin_says_to_enable_it_again(
+    tmp_path: Path,
+) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="orderbridge-plugin-off-", dir="/tmp"))
+    name = f"off{uuid.uuid4().hex[:6]}"
+    node = LocalRabbit(directory, port=5693, name=name)
+    node.start()
+    try:
+        route = make_route({"type": "file", "path": str(tmp_path / "inbox")})
+        settings = BrokerSettings(amqp_url=SecretStr(node.url))
+        conn = await connect(settings, name="tests", wait_seconds=10)
+        await declare_topology(conn, settings.topology())
+        assert (await declare_route(conn, route, consistent_hash=True)).hashed
+        await conn.close()
+        node.stop()
+        node = LocalRabbit(directory, port=5693, name=name, plugins=())  # plugin disabled
+        node.start()
+        conn = await connect(settings, name="tests", wait_seconds=10)
+        try:
+            with pytest.raises(ConfigurationError, match="no longer has the plugin") as raised:
+                await declare_route(conn, route, consistent_hash=False)
+            assert "rabbitmq-plugins enable" in str(raised.value)
+            assert "\n" not in str(raised.value)
+        finally:
+            await conn.close()
+    finally:
+        node.stop()
+        shutil.rmtree(directory, ignore_errors=True)

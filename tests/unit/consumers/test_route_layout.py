@@ -102,6 +102,11 @@ def test_both_layouts_keep_every_name() -> None:
             "'/': received 'fanout' but current is 'x-consistent-hash'\")",
             "x-consistent-hash",
         ),
+        (  # RabbitMQ 3.10 after the plugin was disabled: the unknown type quoted twice
+            "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'orderbridge.route.x' "
+            "in vhost '/': received 'fanout' but current is ''x-consistent-hash''",
+            "x-consistent-hash",
+        ),
         ("PRECONDITION_FAILED - inequivalent arg 'durable' for exchange 'e'", None),
     ],
 )
