@@ -3,8 +3,12 @@ other layout left from an earlier start."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -210,3 +214,76 @@ async def test_a_sharded_route_on_a_broker_that_lost_the_plugin_says_to_enable_i
     finally:
         node.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def consumer_process(
+    amqp_url: str, tmp_path: Path, route_name: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "routes.toml"
+    config.write_text(
+        f'[[routes]]\nname = "{route_name}"\nbindings = ["tradecloud.order.#"]\nshards = 4\n'
+        f'[routes.adapter]\ntype = "file"\npath = "{tmp_path / "inbox"}"\n'
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ORDERBRIDGE_")},
+        "ORDERBRIDGE_AMQP_URL": amqp_url,
+        "ORDERBRIDGE_METRICS_PORT": "0",
+        "ORDERBRIDGE_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "ORDERBRIDGE_LOG_FORMAT": "console",
+    }
+    argv = [sys.executable, "-m", "services.cli", "consumer", "--config", str(config), *extra]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_the_consumer_command_drains_on_a_stock_broker_with_one_warning(
+    stock_connection: AbstractRobustConnection, stock_settings: BrokerSettings, tmp_path: Path
+) -> None:
+    route_name = f"cli-{uuid.uuid4().hex[:8]}"
+    # the route's queues exist once the consumer ran; publish, then drain
+    first = await asyncio.to_thread(
+        consumer_process,
+        stock_settings.amqp_url.get_secret_value(),
+        tmp_path,
+        route_name,
+        "--drain",
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    event = order_event()
+    publisher = await RabbitPublisher.open(stock_connection, stock_settings)
+    await publisher.publish(event)
+    await publisher.close()
+    done = await asyncio.to_thread(
+        consumer_process,
+        stock_settings.amqp_url.get_secret_value(),
+        tmp_path,
+        route_name,
+        "--drain",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    warnings = [line for line in output.splitlines() if "no consistent-hash exchange" in line]
+    assert len(warnings) == 1, output[-3000:]
+    assert f"{route_name} (4)" in warnings[0]
+    assert "rabbitmq-plugins enable rabbitmq_consistent_hash_exchange" in warnings[0]
+    assert "Traceback" not in output and "COMMAND_INVALID" not in output
+    assert [f["event_id"] for f in inbox(tmp_path / "inbox")] == [event.event_id]
+
+
+async def test_the_consumer_command_names_a_foreign_exchange_in_one_line(
+    stock_connection: AbstractRobustConnection, stock_settings: BrokerSettings, tmp_path: Path
+) -> None:
+    route_name = f"cli-{uuid.uuid4().hex[:8]}"
+    channel = await stock_connection.channel()
+    await channel.declare_exchange(route_exchange(route_name), type="direct", auto_delete=True)
+    done = await asyncio.to_thread(
+        consumer_process,
+        stock_settings.amqp_url.get_secret_value(),
+        tmp_path,
+        route_name,
+        "--drain",
+    )
+    await channel.close()
+    assert done.returncode != 0
+    assert "Traceback" not in done.stdout + done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "already exists" in line]
+    assert "direct exchange" in line and route_name in line
