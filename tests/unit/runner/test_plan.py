@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
 from services.consumers.config import parse_config
+from services.runner.__main__ import print_plan
 from services.runner.plan import DEMO_ROUTES, DemoPorts, demo_inbox, demo_plan, environment_plan
 from services.runner.supervisor import ChildSpec
 from shared.errors import ConfigurationError
@@ -214,3 +216,16 @@ def test_a_bad_port_names_the_variable(env: dict[str, str], tmp_path: Path) -> N
     (name,) = env
     with pytest.raises(ConfigurationError, match=name):
         _demo(env, tmp_path)
+
+
+def test_the_printed_plan_names_the_variables_the_demo_ignores(tmp_path: Path) -> None:
+    plan = demo_plan(
+        amqp_url="amqp://guest:guest@127.0.0.1:5672/",
+        workdir=tmp_path,
+        inbox=tmp_path / "inbox",
+        env={"ORDERBRIDGE_APICBASE_API_URL": "https://api.apicbase.com"},
+    )
+    out = io.StringIO()
+    print_plan(plan, out)
+    (note,) = [line for line in out.getvalue().splitlines() if "note:" in line]
+    assert "ORDERBRIDGE_APICBASE_API_URL" in note and "simulator" in note
