@@ -10,9 +10,12 @@ from aiohttp import web
 
 from services.consumers.adapters import ErpAdapter, create_adapter
 from services.consumers.config import ConsumerConfig, load_config
+from services.consumers.declare import reshard_route
 from services.consumers.metrics import ConsumerMetrics
 from services.consumers.runner import RouteRunner
 from services.consumers.settings import ConsumerSettings
+from services.consumers.topology import missing_plugin_warning
+from shared.broker.capabilities import CONSISTENT_HASH_PLUGIN, consistent_hash_available
 from shared.broker.connection import connect, declare_topology
 from shared.errors import ConfigurationError
 from shared.gc_tuning import tune_for_throughput
@@ -38,6 +41,7 @@ async def run(
     *,
     route_names: Sequence[str] = (),
     drain: bool = False,
+    reshard: bool = False,
     settings: ConsumerSettings | None = None,
     broker: BrokerSettings | None = None,
     state_settings: StateSettings | None = None,
@@ -58,6 +62,11 @@ async def run(
     ops: web.AppRunner | None = None
     try:
         await declare_topology(connection, broker.topology())
+        consistent_hash = await consistent_hash_available(broker.amqp_url.get_secret_value())
+        if not consistent_hash:
+            log.warning(missing_plugin_warning(routes), plugin=CONSISTENT_HASH_PLUGIN)
+        for route in routes if reshard else ():
+            await reshard_route(connection, route, consistent_hash=consistent_hash)
         for route in routes:
             adapter = create_adapter(route.adapter.type, route.adapter.options())
             adapters.append(adapter)
@@ -69,6 +78,7 @@ async def run(
                     state=state,
                     adapter=adapter,
                     metrics=metrics,
+                    consistent_hash=consistent_hash,
                 )
             )
 

@@ -27,6 +27,12 @@ def register(commands: Any) -> None:
         action="store_true",
         help="process until the routes' queues are empty, then exit 0",
     )
+    consumer.add_argument(
+        "--reshard",
+        action="store_true",
+        help="first give routes created without the consistent-hash plugin their shards "
+        "(their consumers stopped, their queues empty)",
+    )
     consumer.set_defaults(func=_consumer)
 
     dlq: argparse.ArgumentParser = commands.add_parser(
@@ -65,7 +71,15 @@ def _consumer(args: argparse.Namespace) -> int:
     _setup("consumer")
     settings = ConsumerSettings()
     config = resolve_config(args.config, settings)
-    return asyncio.run(run(config, route_names=args.route, drain=args.drain, settings=settings))
+    return asyncio.run(
+        run(
+            config,
+            route_names=args.route,
+            drain=args.drain,
+            reshard=args.reshard,
+            settings=settings,
+        )
+    )
 
 
 def _list(args: argparse.Namespace) -> int:

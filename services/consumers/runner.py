@@ -37,15 +37,16 @@ from aio_pika.abc import (
 from services.consumers import policy
 from services.consumers.adapters import ErpAdapter
 from services.consumers.config import Route
+from services.consumers.declare import declare_route
 from services.consumers.metrics import ConsumerMetrics
 from services.consumers.topology import (
     dead_letter_queue,
+    missing_plugin_warning,
     retry_queue,
-    route_topology,
     shard_queue,
 )
 from services.consumers.worker import Incoming, RouteWorker, rounds
-from shared.broker.connection import declare_topology
+from shared.broker.capabilities import consistent_hash_available
 from shared.broker.envelope import Envelope
 from shared.broker.publisher import RabbitPublisher
 from shared.broker.topology import DEAD_LETTER_EXCHANGE
@@ -116,14 +117,17 @@ class RouteRunner:
         state: ProcessedStore,
         adapter: ErpAdapter,
         metrics: ConsumerMetrics,
+        consistent_hash: bool | None = None,
     ) -> None:
+        """``consistent_hash``: whether the broker has the plugin (None: probe at start)."""
         self.route = route
         self._connection = connection
         self._broker = broker
         self._adapter = adapter
         self._state = state
         self._metrics = metrics
-        self._shards = [_Shard(shard_queue(route.name, i)) for i in range(route.shards)]
+        self._consistent_hash = consistent_hash
+        self._shards: list[_Shard] = []  # as many as the layout the broker allows
         self._amqp: AmqpRouteBroker | None = None
         self._worker: RouteWorker | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -141,7 +145,16 @@ class RouteRunner:
         prepare = getattr(self._adapter, "start", None)
         if prepare is not None:  # optional: create tables, open pools before consuming
             await prepare()
-        await declare_topology(self._connection, route_topology(self.route))
+        if self._consistent_hash is None:
+            self._consistent_hash = await consistent_hash_available(
+                self._broker.amqp_url.get_secret_value()
+            )
+            if not self._consistent_hash:
+                log.warning(missing_plugin_warning([self.route]), route=self.route.name)
+        layout = await declare_route(
+            self._connection, self.route, consistent_hash=self._consistent_hash
+        )
+        self._shards = [_Shard(shard_queue(self.route.name, i)) for i in range(layout.shards)]
         self._amqp = AmqpRouteBroker(
             self.route.name,
             direct=await RabbitPublisher.open(self._connection, self._broker, exchange=""),
@@ -165,7 +178,8 @@ class RouteRunner:
         log.info(
             "route consuming",
             route=self.route.name,
-            shards=self.route.shards,
+            shards=len(self._shards),
+            exchange_type=layout.exchange_type,
             adapter=self.route.adapter.type,
             bindings=list(self.route.bindings),
         )

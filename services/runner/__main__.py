@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from services.runner.plan import DEMO_ROUTES, DemoPorts, Plan, demo_plan, environment_plan
+from services.runner.plan import (
+    DEMO_ROUTES,
+    DemoPorts,
+    Plan,
+    demo_inbox,
+    demo_plan,
+    environment_plan,
+)
 from services.runner.supervisor import Supervisor
 from shared import local_rabbit
 from shared.errors import ConfigurationError
@@ -79,6 +86,8 @@ def print_plan(plan: Plan, out: TextIO = sys.stdout) -> None:
         write(f"  - {child.name}\n")
     for name, reason in plan.skipped.items():
         write(f"  - {name}: not started ({reason})\n")
+    for name, reason in plan.ignored.items():
+        write(f"  note: {name} is set but the demo does not use it ({reason})\n")
     if plan.urls:
         write("where to look:\n")
         width = max(len(name) for name in plan.urls)
@@ -98,7 +107,7 @@ def run(
     *,
     demo: bool,
     workdir: Path = DEFAULT_WORKDIR,
-    inbox: Path = Path("erp-inbox"),
+    inbox: Path | None = None,
     port_offset: int = 0,
 ) -> int:
     def say(message: str) -> None:
@@ -114,12 +123,15 @@ def run(
         print_plan(plan)
         return asyncio.run(supervise(plan))
     workdir.mkdir(parents=True, exist_ok=True)
+    inbox = demo_inbox(inbox, os.environ)
     inbox.mkdir(parents=True, exist_ok=True)
     (workdir / "demo-routes.toml").write_text(DEMO_ROUTES)
     url = BrokerSettings().amqp_url.get_secret_value()
     with demo_broker(url, workdir, say) as broker_url:
         ports = DemoPorts().shifted(port_offset)
-        plan = demo_plan(amqp_url=broker_url, workdir=workdir, inbox=inbox, ports=ports)
+        plan = demo_plan(
+            amqp_url=broker_url, workdir=workdir, inbox=inbox, ports=ports, env=os.environ
+        )
         print_plan(plan)
         return asyncio.run(supervise(plan))
 

@@ -21,7 +21,10 @@ def register(subparsers: Any) -> None:
         "--workdir", type=Path, default=Path(".orderbridge"), help="demo state (.orderbridge)"
     )
     parser.add_argument(
-        "--inbox", type=Path, default=Path("erp-inbox"), help="demo ERP inbox (erp-inbox)"
+        "--inbox",
+        type=Path,
+        default=None,
+        help="demo ERP inbox (default: ORDERBRIDGE_ERP_INBOX, else ./erp-inbox)",
     )
     parser.add_argument(
         "--port-offset",

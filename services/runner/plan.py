@@ -9,6 +9,13 @@ allows rather than only what our own assumptions expect: header-only and
 unsubscribed changes, zone-less stamps, out-of-order webhooks, polls without
 ``total``, Apicbase orders placed twice. ``environment_plan`` starts the
 services the environment configures and says which it skipped and why.
+
+The demo's values are defaults: an ``ORDERBRIDGE_*`` variable the user set
+(ports, hosts, the state URL, the inbox, the routes file, poll and fetch
+intervals) wins, and every child that must agree on it (the simulators'
+webhook URLs and ingress' port, say) gets the same value. Only the wiring
+between the simulators and the services (API URLs, credentials, role, first
+poll cursor) stays the demo's, and the plan names such variables it ignores.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.runner.supervisor import ChildSpec, orderbridge_argv
+from shared.errors import ConfigurationError
 
 DEMO_ROUTES = """\
 [[routes]]
@@ -59,6 +67,8 @@ class Plan:
     children: list[ChildSpec]
     urls: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    ignored: dict[str, str] = field(default_factory=dict)
+    """Variables set in the environment that the demo's wiring does not take, and why."""
 
 
 # Shared by the simulators and the services in the demo; not secrets worth the name.
@@ -67,14 +77,91 @@ TC_HOOK_USER, TC_HOOK_PASSWORD = "tradecloud", "demo-webhook-password"
 APIC_CLIENT, APIC_SECRET, APIC_REFRESH = "orderbridge", "demo-apicbase-secret", "demo-refresh"
 
 
-def demo_plan(*, amqp_url: str, workdir: Path, inbox: Path, ports: DemoPorts = DemoPorts()) -> Plan:
-    """Simulators, ingress, poller, fetcher and consumer, wired to each other on loopback."""
-    ingress = f"http://127.0.0.1:{ports.ingress}"
+DEFAULT_INBOX = Path("erp-inbox")
+
+_SIMULATOR_WIRING = {
+    "ORDERBRIDGE_TRADECLOUD_API_URL": "the poller and ingress call the Tradecloud simulator",
+    "ORDERBRIDGE_TRADECLOUD_USERNAME": "the simulator's integration user",
+    "ORDERBRIDGE_TRADECLOUD_PASSWORD": "the simulator's integration user",
+    "ORDERBRIDGE_TRADECLOUD_ROLE": "the demo is the buyer",
+    "ORDERBRIDGE_TRADECLOUD_WEBHOOK_USERNAME": "the simulator sends the demo's credentials",
+    "ORDERBRIDGE_TRADECLOUD_WEBHOOK_PASSWORD": "the simulator sends the demo's credentials",
+    "ORDERBRIDGE_APICBASE_API_URL": "the fetcher calls the Apicbase simulator",
+    "ORDERBRIDGE_APICBASE_CLIENT_ID": "the simulator's OAuth client",
+    "ORDERBRIDGE_APICBASE_CLIENT_SECRET": "the simulator's OAuth client",
+    "ORDERBRIDGE_APICBASE_REFRESH_TOKEN": "the simulator's OAuth client",
+    "ORDERBRIDGE_APICBASE_WEBHOOK_SECRET": "the simulator signs with the demo's secret",
+    "ORDERBRIDGE_POLL_START": "the poller reads the simulator's whole history",
+}
+
+
+def demo_inbox(flag: Path | None, env: Mapping[str, str]) -> Path:
+    """``--inbox``, else ``ORDERBRIDGE_ERP_INBOX``, else ``./erp-inbox``."""
+    if flag is not None:
+        return flag
+    return Path(env["ORDERBRIDGE_ERP_INBOX"]) if env.get("ORDERBRIDGE_ERP_INBOX") else DEFAULT_INBOX
+
+
+def _reachable(host: str) -> str:
+    """Where a local client reaches a server listening on ``host``."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+
+
+def _metrics_ports(env: Mapping[str, str], ports: DemoPorts) -> tuple[int, int, int]:
+    """Poller, fetcher, consumer: ``ORDERBRIDGE_METRICS_PORT`` P gives P, P+1, P+2; 0 none."""
+    chosen = env.get("ORDERBRIDGE_METRICS_PORT", "").strip()
+    if not chosen:
+        return ports.poller_metrics, ports.fetcher_metrics, ports.consumer_metrics
+    base = int(chosen) if chosen.isdigit() else -1
+    if base == 0:
+        return 0, 0, 0
+    if not 0 < base <= 65533:
+        raise ConfigurationError(
+            f"ORDERBRIDGE_METRICS_PORT={chosen!r}: a port number (0 disables metrics)"
+        )
+    return base, base + 1, base + 2
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    chosen = env.get(name, "").strip()
+    if not chosen:
+        return default
+    if not chosen.isdigit() or not 0 < int(chosen) <= 65535:
+        raise ConfigurationError(f"{name}={chosen!r}: a port number between 1 and 65535")
+    return int(chosen)
+
+
+def demo_plan(
+    *,
+    amqp_url: str,
+    workdir: Path,
+    inbox: Path,
+    ports: DemoPorts = DemoPorts(),
+    env: Mapping[str, str] | None = None,
+) -> Plan:
+    """Simulators, ingress, poller, fetcher and consumer, wired to each other on loopback.
+
+    ``env`` is the user's environment: a variable set there wins over the
+    demo's value (see the module docstring).
+    """
+    env = env or {}
+
+    def setting(name: str, default: str) -> str:
+        return env.get(name) or default
+
+    ingress_port = _port(env, "ORDERBRIDGE_INGRESS_PORT", ports.ingress)
+    ingress_host = _reachable(env.get("ORDERBRIDGE_INGRESS_HOST", ""))
+    metrics_host = _reachable(env.get("ORDERBRIDGE_METRICS_HOST", ""))
+    poller_metrics, fetcher_metrics, consumer_metrics = _metrics_ports(env, ports)
+    ingress = f"http://{ingress_host}:{ingress_port}"
     tradecloud_api = f"http://127.0.0.1:{ports.tradecloud}/v2"
     apicbase_api = f"http://127.0.0.1:{ports.apicbase}"
+    routes = setting("ORDERBRIDGE_CONSUMER_CONFIG", str((workdir / "demo-routes.toml").resolve()))
     common = {
         "ORDERBRIDGE_AMQP_URL": amqp_url,
-        "ORDERBRIDGE_STATE_URL": f"sqlite:///{(workdir / 'state.db').resolve()}",
+        "ORDERBRIDGE_STATE_URL": setting(
+            "ORDERBRIDGE_STATE_URL", f"sqlite:///{(workdir / 'state.db').resolve()}"
+        ),
         "ORDERBRIDGE_TRADECLOUD_ROLE": "buyer",
         "ORDERBRIDGE_TRADECLOUD_API_URL": tradecloud_api,
         "ORDERBRIDGE_TRADECLOUD_USERNAME": TC_USER,
@@ -136,9 +223,10 @@ def demo_plan(*, amqp_url: str, workdir: Path, inbox: Path, ports: DemoPorts = D
         ),
         ChildSpec(
             "ingress",
-            orderbridge_argv("ingress", "--port", str(ports.ingress)),
+            orderbridge_argv("ingress"),
             env=common
             | {
+                "ORDERBRIDGE_INGRESS_PORT": str(ingress_port),
                 "ORDERBRIDGE_TRADECLOUD_WEBHOOK_USERNAME": TC_HOOK_USER,
                 "ORDERBRIDGE_TRADECLOUD_WEBHOOK_PASSWORD": TC_HOOK_PASSWORD,
                 "ORDERBRIDGE_APICBASE_WEBHOOK_SECRET": APIC_SECRET,
@@ -150,8 +238,10 @@ def demo_plan(*, amqp_url: str, workdir: Path, inbox: Path, ports: DemoPorts = D
             env=common
             | {
                 "ORDERBRIDGE_POLL_START": "2020-01-01T00:00:00.000Z",
-                "ORDERBRIDGE_POLL_INTERVAL_SECONDS": "15",
-                "ORDERBRIDGE_METRICS_PORT": str(ports.poller_metrics),
+                "ORDERBRIDGE_POLL_INTERVAL_SECONDS": setting(
+                    "ORDERBRIDGE_POLL_INTERVAL_SECONDS", "15"
+                ),
+                "ORDERBRIDGE_METRICS_PORT": str(poller_metrics),
             },
         ),
         ChildSpec(
@@ -163,8 +253,10 @@ def demo_plan(*, amqp_url: str, workdir: Path, inbox: Path, ports: DemoPorts = D
                 "ORDERBRIDGE_APICBASE_CLIENT_ID": APIC_CLIENT,
                 "ORDERBRIDGE_APICBASE_CLIENT_SECRET": APIC_SECRET,
                 "ORDERBRIDGE_APICBASE_REFRESH_TOKEN": APIC_REFRESH,
-                "ORDERBRIDGE_APICBASE_FETCH_INTERVAL_SECONDS": "15",
-                "ORDERBRIDGE_METRICS_PORT": str(ports.fetcher_metrics),
+                "ORDERBRIDGE_APICBASE_FETCH_INTERVAL_SECONDS": setting(
+                    "ORDERBRIDGE_APICBASE_FETCH_INTERVAL_SECONDS", "15"
+                ),
+                "ORDERBRIDGE_METRICS_PORT": str(fetcher_metrics),
             },
         ),
         ChildSpec(
@@ -172,23 +264,31 @@ def demo_plan(*, amqp_url: str, workdir: Path, inbox: Path, ports: DemoPorts = D
             orderbridge_argv("consumer"),
             env=common
             | {
-                "ORDERBRIDGE_CONSUMER_CONFIG": str((workdir / "demo-routes.toml").resolve()),
+                "ORDERBRIDGE_CONSUMER_CONFIG": routes,
                 "ORDERBRIDGE_ERP_INBOX": str(inbox.resolve()),
-                "ORDERBRIDGE_METRICS_PORT": str(ports.consumer_metrics),
+                "ORDERBRIDGE_METRICS_PORT": str(consumer_metrics),
             },
         ),
     ]
     urls = {
         "webhooks (ingress)": f"{ingress}/webhooks/tradecloud/orders, …/apicbase/orders",
         "ingress metrics": f"{ingress}/metrics",
-        "poller metrics": f"http://127.0.0.1:{ports.poller_metrics}/metrics",
-        "fetcher metrics": f"http://127.0.0.1:{ports.fetcher_metrics}/metrics",
-        "consumer metrics": f"http://127.0.0.1:{ports.consumer_metrics}/metrics",
+        **{
+            f"{name} metrics": f"http://{metrics_host}:{port}/metrics"
+            for name, port in (
+                ("poller", poller_metrics),
+                ("fetcher", fetcher_metrics),
+                ("consumer", consumer_metrics),
+            )
+            if port
+        },
         "Tradecloud simulator": f"{tradecloud_api} (control: /_control)",
         "Apicbase simulator": f"{apicbase_api} (control: /_control)",
+        "consumer routes": routes,
         "ERP inbox": str(inbox.resolve()),
     }
-    return Plan(children, urls)
+    ignored = {name: why for name, why in _SIMULATOR_WIRING.items() if env.get(name)}
+    return Plan(children, urls, ignored=ignored)
 
 
 def environment_plan(env: Mapping[str, str]) -> Plan:

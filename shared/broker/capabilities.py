@@ -18,13 +18,14 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
-from typing import Final
 
 import aio_pika
 from aio_pika.exceptions import AMQPError
 
-CONSISTENT_HASH_PLUGIN: Final = "rabbitmq_consistent_hash_exchange"
-ENABLE_CONSISTENT_HASH: Final = f"rabbitmq-plugins enable {CONSISTENT_HASH_PLUGIN}"
+# The names live with the (pure) topology so pure modules can quote them.
+from shared.broker.topology import CONSISTENT_HASH_PLUGIN, ENABLE_CONSISTENT_HASH
+
+__all__ = ["CONSISTENT_HASH_PLUGIN", "ENABLE_CONSISTENT_HASH", "consistent_hash_available"]
 
 
 class _DropExpectedClose(logging.Filter):

@@ -31,6 +31,10 @@ DEFAULT_ARCHIVE_MAX_AGE: Final = "7D"
 DEFAULT_ARCHIVE_MAX_BYTES: Final = 5_000_000_000
 ARCHIVE_SEGMENT_BYTES: Final = 100_000_000  # retention drops whole segments; keep them small
 
+CONSISTENT_HASH_PLUGIN: Final = "rabbitmq_consistent_hash_exchange"
+"""Bundled with RabbitMQ, off by default; consumer routes shard with it when it is on."""
+ENABLE_CONSISTENT_HASH: Final = f"rabbitmq-plugins enable {CONSISTENT_HASH_PLUGIN}"
+
 UNKNOWN: Final = "unknown"
 _NOT_A_WORD = re.compile(r"[^A-Za-z0-9_-]+")
 

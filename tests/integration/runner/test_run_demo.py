@@ -17,11 +17,9 @@ REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.timeout(150)
 
 
-async def test_run_demo_fills_the_erp_inbox_and_stops_cleanly_on_ctrl_c(
-    tmp_path: Path, amqp_url: str
-) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBRIDGE_")}
-    env["ORDERBRIDGE_AMQP_URL"] = amqp_url
+async def run_demo_until_files(tmp_path: Path, env: dict[str, str], *, port_offset: int) -> str:
+    """Run the demo as a user does until the inbox holds files of both platforms, then
+    Ctrl-C it; returns everything it printed."""
     inbox = tmp_path / "inbox"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -34,7 +32,7 @@ async def test_run_demo_fills_the_erp_inbox_and_stops_cleanly_on_ctrl_c(
         "--inbox",
         str(inbox),
         "--port-offset",
-        "3100",
+        str(port_offset),
         cwd=tmp_path,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -72,6 +70,37 @@ async def test_run_demo_fills_the_erp_inbox_and_stops_cleanly_on_ctrl_c(
         if process.returncode is None:
             process.kill()
             await process.wait()
-    text = "".join(output)
+    return "".join(output)
+
+
+def clean_environment(amqp_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBRIDGE_")}
+    env["ORDERBRIDGE_AMQP_URL"] = amqp_url
+    return env
+
+
+async def test_run_demo_fills_the_erp_inbox_and_stops_cleanly_on_ctrl_c(
+    tmp_path: Path, amqp_url: str
+) -> None:
+    text = await run_demo_until_files(tmp_path, clean_environment(amqp_url), port_offset=3100)
     assert "where to look:" in text and "ERP inbox" in text
     assert "Traceback" not in text
+    assert "no consistent-hash exchange" not in text
+
+
+async def test_run_demo_delivers_on_a_stock_broker_and_honours_the_environment(
+    tmp_path: Path, stock_amqp_url: str
+) -> None:
+    """The issue's user: RabbitMQ from the Debian package, no plugins, their own settings."""
+    env = clean_environment(stock_amqp_url)
+    env["ORDERBRIDGE_INGRESS_PORT"] = "11333"  # the simulators must follow it
+    env["ORDERBRIDGE_METRICS_PORT"] = "12340"
+    text = await run_demo_until_files(tmp_path, env, port_offset=3200)
+    assert "http://127.0.0.1:11333/webhooks/tradecloud/orders" in text
+    assert "http://127.0.0.1:12342/metrics" in text  # consumer: base + 2
+    warnings = [line for line in text.splitlines() if "no consistent-hash exchange" in line]
+    assert len(warnings) == 1, text[-4000:]
+    assert "rabbitmq-plugins enable rabbitmq_consistent_hash_exchange" in warnings[0]
+    assert "demo-orders (2)" in warnings[0]
+    assert "Traceback" not in text and "COMMAND_INVALID" not in text
+    assert "exited with code" not in text, text[-4000:]  # nothing crash-looped
