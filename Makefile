@@ -4,13 +4,13 @@ PIP ?= $(PYTHON) -m pip
 
 # The one command that runs the pipeline on a machine without Docker.
 run:
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -c constraints.txt -e .
 	$(PYTHON) -m services.cli run --demo
 
 .PHONY: run install lint format typecheck generate check-generated test unit integration bench services
 
 install:
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 
 lint:
 	$(PYTHON) -m ruff check .
