@@ -48,6 +48,7 @@ class DemoPorts:
     poller_metrics: int = 9101
     fetcher_metrics: int = 9102
     consumer_metrics: int = 9103
+    ingress_metrics: int = 9104
 
     def shifted(self, offset: int) -> DemoPorts:
         """Every port moved by ``offset`` (a second demo, or a test beside a running one)."""
@@ -139,6 +140,7 @@ def demo_plan(*, amqp_url: str, workdir: Path, inbox: Path, ports: DemoPorts = D
             orderbridge_argv("ingress", "--port", str(ports.ingress)),
             env=common
             | {
+                "ORDERBRIDGE_METRICS_PORT": str(ports.ingress_metrics),
                 "ORDERBRIDGE_TRADECLOUD_WEBHOOK_USERNAME": TC_HOOK_USER,
                 "ORDERBRIDGE_TRADECLOUD_WEBHOOK_PASSWORD": TC_HOOK_PASSWORD,
                 "ORDERBRIDGE_APICBASE_WEBHOOK_SECRET": APIC_SECRET,
@@ -180,7 +182,7 @@ def demo_plan(*, amqp_url: str, workdir: Path, inbox: Path, ports: DemoPorts = D
     ]
     urls = {
         "webhooks (ingress)": f"{ingress}/webhooks/tradecloud/orders, …/apicbase/orders",
-        "ingress metrics": f"{ingress}/metrics",
+        "ingress metrics": f"http://127.0.0.1:{ports.ingress_metrics}/metrics",
         "poller metrics": f"http://127.0.0.1:{ports.poller_metrics}/metrics",
         "fetcher metrics": f"http://127.0.0.1:{ports.fetcher_metrics}/metrics",
         "consumer metrics": f"http://127.0.0.1:{ports.consumer_metrics}/metrics",

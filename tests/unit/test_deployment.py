@@ -140,7 +140,7 @@ def test_prometheus_scrapes_every_service_and_the_broker() -> None:
         t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
     }
     assert targets == {
-        "ingress:8080",
+        "ingress:9104",
         "poller:9101",
         "apicbase-fetcher:9102",
         "consumer:9103",
