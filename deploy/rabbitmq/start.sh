@@ -20,7 +20,14 @@ rm -f /tmp/orderbridge-ready
 
 (
   set -eu
-  rabbitmqctl -q await_startup --timeout 300
+  # The server creates the Erlang cookie on its first boot; a CLI call before that would
+  # create one (as root) that the server could not read. HOME is /var/lib/rabbitmq here.
+  tries=0
+  until [ -s "$HOME/.erlang.cookie" ] && rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 60 ]; then echo "orderbridge: RabbitMQ did not start" >&2; exit 1; fi
+    sleep 5
+  done
   if rabbitmqctl -q list_users --silent | cut -f1 | grep -qx "$RABBITMQ_APP_USER"; then
     # a changed secret takes effect on restart
     rabbitmqctl -q change_password "$RABBITMQ_APP_USER" "$(cat /run/secrets/rabbitmq_app_password)"
