@@ -21,7 +21,8 @@ rm -f /tmp/orderbridge-ready
 (
   set -eu
   # The server creates the Erlang cookie on its first boot; a CLI call before that would
-  # create one (as root) that the server could not read. HOME is /var/lib/rabbitmq here.
+  # create one (as root) that the server could not read.
+  export HOME=/var/lib/rabbitmq
   tries=0
   until [ -s "$HOME/.erlang.cookie" ] && rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1; do
     tries=$((tries + 1))
