@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelAccessRefused
 
 from services.consumers.config import AdapterConfig, Route
