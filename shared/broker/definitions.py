@@ -3,12 +3,13 @@
     python -m shared.broker.definitions          # rewrite the file
     python -m shared.broker.definitions --check  # exit 1 when it differs from the code
 
-RabbitMQ loads the file at boot in the compose deployment, so the broker has
-the exchanges and the archive stream before any service connects; services
-still declare them (idempotently) for deployments without the file.
+The compose deployment's RabbitMQ imports the file before any service may
+connect, so the broker has the exchanges and the archive stream first;
+services still declare them (idempotently) for deployments without the file.
 
-The file holds the topology only, no users: the compose deployment's
-``deploy/rabbitmq/start.sh`` imports it once the node is up, after creating
+The file holds the topology only, no users: ``deploy/rabbitmq/start.sh``
+imports it once the node is up (not at boot: a node importing definitions at
+boot creates no default user, rabbitmq-server#4904), after creating
 the application user from a secret with ``APP_PERMISSIONS`` (no password is
 committed, and ``guest`` is not used). Those permissions allow only the
 ``orderbridge.*`` names the services declare, publish to and consume from,
