@@ -164,6 +164,7 @@ def ingress_process(url: str, port: int) -> Any:
         ORDERBRIDGE_INGRESS_HOST="127.0.0.1",
         ORDERBRIDGE_INGRESS_PORT=str(port),
         ORDERBRIDGE_TRADECLOUD_WEBHOOK_TOKEN=TOKEN,
+        ORDERBRIDGE_METRICS_PORT="0",
         ORDERBRIDGE_LOG_LEVEL="WARNING",
     )
     return process([sys.executable, "-m", "services.cli", "ingress"], env, port)

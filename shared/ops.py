@@ -1,7 +1,9 @@
 """The operational HTTP endpoints every service serves: /healthz, /readyz, /metrics.
 
-Ingress adds these routes to its own app; the poller, fetcher and consumers run
-them on ``ORDERBRIDGE_METRICS_PORT`` with ``start_ops_server``.
+Every service runs them on ``ORDERBRIDGE_METRICS_PORT`` with ``start_ops_server``.
+Ingress also answers /healthz and /readyz on its webhook port (load balancers
+probe the port they route to) but never /metrics: the webhook port is public,
+the metrics port is for Prometheus on the internal network.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ ReadyCheck = Callable[[], str | None]
 
 
 def add_ops_routes(app: web.Application, registry: CollectorRegistry, ready: ReadyCheck) -> None:
+    add_health_routes(app, ready)
+    add_metrics_route(app, registry)
+
+
+def add_health_routes(app: web.Application, ready: ReadyCheck) -> None:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -25,12 +32,15 @@ def add_ops_routes(app: web.Application, registry: CollectorRegistry, ready: Rea
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready", "reason": reason}, status=503)
 
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
+def add_metrics_route(app: web.Application, registry: CollectorRegistry) -> None:
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
 
 

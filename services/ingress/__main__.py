@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from services.ingress.app import STATE, IngressDeps, create_app
+from services.ingress.app import STATE, IngressDeps, create_app, ready_check
 from services.ingress.fetch import TradecloudFetcher
 from services.ingress.metrics import IngressMetrics
 from services.ingress.settings import IngressSettings
@@ -27,6 +27,7 @@ from shared.clients.tradecloud import TradecloudClient, TradecloudSettings
 from shared.gc_tuning import tune_for_throughput
 from shared.logging import configure_logging, get_logger
 from shared.metrics import PublisherMetrics, new_registry
+from shared.ops import start_ops_server
 from shared.settings import BrokerSettings, LogSettings
 from shared.signals import stop_on_signals
 
@@ -122,10 +123,19 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
         )
         await site.start()
         host, port = runner.addresses[0][:2]
+        ops: web.AppRunner | None = None
+        if settings.metrics_port:
+            ops = await start_ops_server(
+                registry,
+                ready_check(app),
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+            )
         log.info(
             "ingress listening",
             host=host,
             port=port,
+            metrics_port=settings.metrics_port or "off",
             broker=broker.redacted_url(),
             tradecloud_auth=_describe(deps.tradecloud.configured, settings),
             apicbase_auth=_describe(deps.apicbase.configured, settings),
@@ -143,6 +153,8 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
         if not drained:
             log.warning("drain timed out; closing with requests still in flight")
         await runner.cleanup()
+        if ops is not None:  # metrics stay scrapeable until the webhooks are drained
+            await ops.cleanup()
         await publisher.close()
         await dead_letters.close()
     finally:

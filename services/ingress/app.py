@@ -46,7 +46,7 @@ from shared.broker.publisher import Publisher
 from shared.errors import InvalidPayload, RetryableError
 from shared.logging import get_logger
 from shared.normalize import apicbase, tradecloud
-from shared.ops import add_ops_routes
+from shared.ops import add_health_routes
 from shared.schema.codec import NestedTooDeep, loads_exact
 from shared.schema.models import CanonicalEvent, EchoPolicy, Role
 
@@ -150,11 +150,8 @@ def create_app(deps: IngressDeps) -> web.Application:
     app[STATE] = state
     app[METRICS] = metrics
     handlers.add_routes(app.router)
-
-    def ready() -> str | None:
-        return "draining: shutting down" if state.draining else deps.ready()
-
-    add_ops_routes(app, deps.registry, ready)
+    # /metrics is served on ORDERBRIDGE_METRICS_PORT only (``__main__``), never here.
+    add_health_routes(app, ready_check(app))
     document = orjson.dumps(openapi.document(max_body_bytes=deps.max_body_bytes))
 
     async def openapi_json(_: web.Request) -> web.Response:
@@ -163,6 +160,16 @@ def create_app(deps: IngressDeps) -> web.Application:
     app.router.add_get("/openapi.json", openapi_json)
     app.cleanup_ctx.append(_finish_publishes)
     return app
+
+
+def ready_check(app: web.Application) -> ReadyCheck:
+    """/readyz of this app: not while draining, else what the deps say (the publisher)."""
+    state, deps = app[STATE], app[DEPS]
+
+    def ready() -> str | None:
+        return "draining: shutting down" if state.draining else deps.ready()
+
+    return ready
 
 
 async def _finish_publishes(app: web.Application) -> AsyncIterator[None]:

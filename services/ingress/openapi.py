@@ -93,7 +93,6 @@ _POST_ERRORS: Final = ("400", "401", "413", "415", "422", "503")
 _OPS: Final = {
     "/healthz": ("The process is alive.", JSON),
     "/readyz": ("Ready: broker channel open and not draining (else 503).", JSON),
-    "/metrics": ("Prometheus metrics.", "text/plain"),
     "/openapi.json": ("This document.", JSON),
 }
 

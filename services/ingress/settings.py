@@ -1,6 +1,9 @@
 """Ingress settings (``ORDERBRIDGE_*`` environment variables).
 
-* ``ORDERBRIDGE_INGRESS_HOST`` / ``ORDERBRIDGE_INGRESS_PORT`` (``0.0.0.0`` / 8080)
+* ``ORDERBRIDGE_INGRESS_HOST`` / ``ORDERBRIDGE_INGRESS_PORT`` (``0.0.0.0`` / 8080): the
+  public webhook port; it answers the webhook paths, /healthz, /readyz and /openapi.json
+* ``ORDERBRIDGE_METRICS_HOST`` / ``ORDERBRIDGE_METRICS_PORT`` (``0.0.0.0`` / 9104, 0 = off):
+  /metrics (and /healthz, /readyz) for Prometheus, kept off the public port
 * ``ORDERBRIDGE_INGRESS_MAX_BODY_BYTES`` (16 MiB): a 500-line order with
   100-entry arrays reaches megabytes (api-facts §7.18); above the cap → 413
 * ``ORDERBRIDGE_TRADECLOUD_WEBHOOK_USERNAME`` / ``..._PASSWORD`` (Basic) and/or
@@ -34,6 +37,8 @@ MiB = 1024 * 1024
 class IngressSettings(OrderbridgeSettings):
     ingress_host: str = "0.0.0.0"
     ingress_port: int = Field(default=8080, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9104, ge=0, le=65535, description="0 disables.")
     ingress_max_body_bytes: int = Field(default=16 * MiB, ge=1024)
     ingress_insecure_no_auth: bool = False
     ingress_fetch_timeout_seconds: float = Field(

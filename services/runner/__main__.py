@@ -52,8 +52,9 @@ def demo_broker(url: str, workdir: Path, say: Callable[[str], None]) -> Iterator
     if not local_rabbit.installed():
         raise ConfigurationError(
             f"no RabbitMQ answers at {redact_url(url)} and none is installed: "
-            "`apt-get install rabbitmq-server` (or `docker compose up rabbitmq`), "
-            "or set ORDERBRIDGE_AMQP_URL"
+            "`apt-get install rabbitmq-server`, or set ORDERBRIDGE_AMQP_URL (the compose "
+            "demo's broker: `docker compose --env-file demo.env up rabbitmq` and "
+            "amqp://orderbridge:demo-app-password@localhost:5672/)"
         )
     node = _start_private_node(workdir, say)
     try:

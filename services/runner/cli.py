@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
         "--port-offset",
         type=int,
         default=0,
-        help="demo: add this to every port (ingress 8080, simulators 8090/8091, metrics 9101-9103)",
+        help="demo: add this to every port (ingress 8080, simulators 8090/8091, metrics 9101-9104)",
     )
     parser.set_defaults(func=_run)
 

@@ -56,6 +56,7 @@ class DemoPorts:
     poller_metrics: int = 9101
     fetcher_metrics: int = 9102
     consumer_metrics: int = 9103
+    ingress_metrics: int = 9104
 
     def shifted(self, offset: int) -> DemoPorts:
         """Every port moved by ``offset`` (a second demo, or a test beside a running one)."""
@@ -107,19 +108,24 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
 
 
-def _metrics_ports(env: Mapping[str, str], ports: DemoPorts) -> tuple[int, int, int]:
-    """Poller, fetcher, consumer: ``ORDERBRIDGE_METRICS_PORT`` P gives P, P+1, P+2; 0 none."""
+def _metrics_ports(env: Mapping[str, str], ports: DemoPorts) -> tuple[int, int, int, int]:
+    """Poller, fetcher, consumer, ingress: ``ORDERBRIDGE_METRICS_PORT`` P gives P..P+3; 0 none."""
     chosen = env.get("ORDERBRIDGE_METRICS_PORT", "").strip()
     if not chosen:
-        return ports.poller_metrics, ports.fetcher_metrics, ports.consumer_metrics
+        return (
+            ports.poller_metrics,
+            ports.fetcher_metrics,
+            ports.consumer_metrics,
+            ports.ingress_metrics,
+        )
     base = int(chosen) if chosen.isdigit() else -1
     if base == 0:
-        return 0, 0, 0
-    if not 0 < base <= 65533:
+        return 0, 0, 0, 0
+    if not 0 < base <= 65532:
         raise ConfigurationError(
             f"ORDERBRIDGE_METRICS_PORT={chosen!r}: a port number (0 disables metrics)"
         )
-    return base, base + 1, base + 2
+    return base, base + 1, base + 2, base + 3
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -152,7 +158,7 @@ def demo_plan(
     ingress_port = _port(env, "ORDERBRIDGE_INGRESS_PORT", ports.ingress)
     ingress_host = _reachable(env.get("ORDERBRIDGE_INGRESS_HOST", ""))
     metrics_host = _reachable(env.get("ORDERBRIDGE_METRICS_HOST", ""))
-    poller_metrics, fetcher_metrics, consumer_metrics = _metrics_ports(env, ports)
+    poller_metrics, fetcher_metrics, consumer_metrics, ingress_metrics = _metrics_ports(env, ports)
     ingress = f"http://{ingress_host}:{ingress_port}"
     tradecloud_api = f"http://127.0.0.1:{ports.tradecloud}/v2"
     apicbase_api = f"http://127.0.0.1:{ports.apicbase}"
@@ -227,6 +233,7 @@ def demo_plan(
             env=common
             | {
                 "ORDERBRIDGE_INGRESS_PORT": str(ingress_port),
+                "ORDERBRIDGE_METRICS_PORT": str(ingress_metrics),
                 "ORDERBRIDGE_TRADECLOUD_WEBHOOK_USERNAME": TC_HOOK_USER,
                 "ORDERBRIDGE_TRADECLOUD_WEBHOOK_PASSWORD": TC_HOOK_PASSWORD,
                 "ORDERBRIDGE_APICBASE_WEBHOOK_SECRET": APIC_SECRET,
@@ -272,10 +279,10 @@ def demo_plan(
     ]
     urls = {
         "webhooks (ingress)": f"{ingress}/webhooks/tradecloud/orders, …/apicbase/orders",
-        "ingress metrics": f"{ingress}/metrics",
         **{
             f"{name} metrics": f"http://{metrics_host}:{port}/metrics"
             for name, port in (
+                ("ingress", ingress_metrics),
                 ("poller", poller_metrics),
                 ("fetcher", fetcher_metrics),
                 ("consumer", consumer_metrics),

@@ -3,23 +3,25 @@
     python -m shared.broker.definitions          # rewrite the file
     python -m shared.broker.definitions --check  # exit 1 when it differs from the code
 
-RabbitMQ loads the file at boot in the compose deployment, so the broker has
-the exchanges and the archive stream before any service connects; services
-still declare them (idempotently) for deployments without the file.
+The compose deployment's RabbitMQ imports the file before any service may
+connect, so the broker has the exchanges and the archive stream first;
+services still declare them (idempotently) for deployments without the file.
 
-A node that imports definitions at boot does not create its default user
-(rabbitmq-server#4904), so the file carries the compose deployment's user:
-``guest``/``guest`` (a salted SHA-256 hash, RabbitMQ's format), allowed
-everything on ``/``. Change it (and ``ORDERBRIDGE_AMQP_URL``) for production.
+The file holds the topology only, no users: ``deploy/rabbitmq/start.sh``
+imports it once the node is up (not at boot: a node importing definitions at
+boot creates no default user, rabbitmq-server#4904), after creating
+the application user from a secret with ``APP_PERMISSIONS`` (no password is
+committed, and ``guest`` is not used). Those permissions allow only the
+``orderbridge.*`` names the services declare, publish to and consume from,
+and publishing to the default exchange (``amq.default``), which the consumers
+use to send a delivery to its retry queue.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -28,30 +30,16 @@ from shared.broker.topology import core_topology, to_definitions
 DEFINITIONS_PATH = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
 
 
-DEPLOYMENT_USER = ("guest", "guest")
-_SALT = b"obr1"  # fixed, so the generated file is stable
-
-
-def password_hash(password: str, salt: bytes = _SALT) -> str:
-    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt + sha256(salt + password))."""
-    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+APP_PERMISSIONS: Final = {
+    "configure": r"^orderbridge\..*",
+    "write": r"^(orderbridge\..*|amq\.default)$",
+    "read": r"^orderbridge\..*",
+}
+"""The application user's configure/write/read regexes on ``/`` (RabbitMQ's permission model)."""
 
 
 def definitions() -> dict[str, Any]:
-    result = to_definitions(core_topology())
-    user, password = DEPLOYMENT_USER
-    result["users"] = [
-        {
-            "name": user,
-            "password_hash": password_hash(password),
-            "hashing_algorithm": "rabbit_password_hashing_sha256",
-            "tags": ["administrator"],
-        }
-    ]
-    result["permissions"] = [
-        {"user": user, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}
-    ]
-    return result
+    return to_definitions(core_topology())
 
 
 def render() -> bytes:

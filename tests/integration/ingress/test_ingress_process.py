@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -27,11 +28,20 @@ REPO = Path(__file__).resolve().parents[3]
 ORDER = fixture_bytes("tradecloud/order-webhook-proposal.json")
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBRIDGE_")}
     env.update(
         ORDERBRIDGE_INGRESS_HOST="127.0.0.1",
         ORDERBRIDGE_INGRESS_PORT="0",
+        ORDERBRIDGE_METRICS_HOST="127.0.0.1",
+        ORDERBRIDGE_METRICS_PORT=str(_free_port()),
         ORDERBRIDGE_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
     )
@@ -44,6 +54,7 @@ class Ingress:
         self.process = process
         self.lines: list[dict[str, object]] = []
         self.port = 0
+        self.metrics_port = 0
 
     async def wait_listening(self, within: float = 30) -> None:
         async with asyncio.timeout(within):
@@ -60,6 +71,8 @@ class Ingress:
             self.lines.append(line)
             if line.get("event") == "ingress listening":
                 self.port = int(str(line["port"]))
+                metrics = str(line["metrics_port"])
+                self.metrics_port = int(metrics) if metrics.isdigit() else 0
 
     async def wait_exit(self, within: float) -> int:
         async with asyncio.timeout(within):
@@ -72,6 +85,10 @@ class Ingress:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
 
 
 @asynccontextmanager
@@ -144,7 +161,10 @@ async def test_sigterm_drains_in_flight_publishes_then_exits(
                 in_flight = asyncio.ensure_future(
                     post(session, "/webhooks/tradecloud/orders", ORDER, BEARER | JSON_CT)
                 )
-                await _in_flight(session, 1)
+                async with client(proc.metrics_url) as metrics:
+                    await _in_flight(metrics, 1)
+                async with client(proc.url) as public:
+                    assert (await public.get("/metrics")).status == 404  # never on the public port
                 proc.process.send_signal(signal.SIGTERM)
                 async with asyncio.timeout(10):
                     while True:

@@ -14,9 +14,10 @@ from typing import Any
 import jsonschema
 import pytest
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from services.ingress import openapi
-from services.ingress.app import STATE, create_app
+from services.ingress.app import DEPS, STATE, create_app
 from services.ingress.testing import FakeFetcher
 from services.ingress.verify import TradecloudAuth, sign
 from shared.errors import (
@@ -237,7 +238,7 @@ async def test_concurrent_duplicates_share_one_publish() -> None:
         assert not any(request.done() for request in requests)  # nothing before the confirm
         publisher.gate.set()
         results = await asyncio.gather(*requests)
-        metrics = await (await session.get("/metrics")).text()
+        metrics = generate_latest(app[DEPS].registry).decode()
     assert {status for status, _, _ in results} == {202}
     assert publisher.calls == 1 and len(publisher.events) == 1
     assert "orderbridge_ingress_coalesced_total 3.0" in metrics
@@ -572,7 +573,6 @@ async def test_every_answer_carries_a_request_id(base: str) -> None:
         for method, path in [
             ("GET", "/healthz"),
             ("GET", "/readyz"),
-            ("GET", "/metrics"),
             ("GET", "/openapi.json"),
             ("GET", "/nowhere"),
             ("DELETE", "/webhooks/tradecloud/orders"),
@@ -612,8 +612,10 @@ async def test_openapi_document_lists_exactly_the_routes(base: str) -> None:
     assert published == _app_routes(app)
 
 
-async def test_metrics_count_requests_by_endpoint_and_outcome(base: str) -> None:
-    async with client(base) as session:
+async def test_metrics_count_requests_by_endpoint_and_outcome(
+    publisher: RecordingPublisher,
+) -> None:
+    async with serve(test_deps(publisher)) as (base, app), client(base) as session:
         await post(session, "/webhooks/tradecloud/orders", ORDER, BEARER | JSON_CT)
         await post(session, "/webhooks/tradecloud/orders", b"{", BEARER | JSON_CT)
         await post(
@@ -622,7 +624,8 @@ async def test_metrics_count_requests_by_endpoint_and_outcome(base: str) -> None
             APICBASE_PRETTY,
             {"X-APIC-WEBHOOK-SIGNATURE": SIGNATURES["purchase-order.json"], **JSON_CT},
         )
-        text = await (await session.get("/metrics")).text()
+        assert (await session.get("/metrics")).status == 404  # metrics never on the public port
+    text = generate_latest(app[DEPS].registry).decode()
     for line in (
         'orderbridge_ingress_requests_total{endpoint="tradecloud_orders",outcome="accepted"} 1.0',
         'orderbridge_ingress_requests_total{endpoint="tradecloud_orders",outcome="malformed_json"} 1.0',

@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from prometheus_client import generate_latest
 
 from services.ingress import answers, openapi
 from services.ingress import app as app_module
@@ -138,7 +139,7 @@ async def test_gone_and_slow_fetches_are_counted(
         await (
             await session.get(f"/webhooks/tradecloud/shipments/{MISSING}", headers=BEARER)
         ).read()
-        text = await (await session.get("/metrics")).text()
+    text = generate_latest(deps.registry).decode()
     for line in (
         'orderbridge_ingress_requests_total{endpoint="tradecloud_orders_get",'
         'outcome="document_not_found"} 1.0',
