@@ -255,3 +255,33 @@ async def test_what_replay_refuses(world: World) -> None:
         assert line.startswith("orderbridge replay: ") and message in line, (args, ran.stderr)
     unknown = await orderbridge("replay", "--route", "nope", "--from", "0", env=world.env)
     assert "known routes: erp, other, confirmed-only, never-started" in unknown.stderr
+
+
+async def test_a_replay_stops_at_the_end_the_stream_had_when_it_started(world: World) -> None:
+    from services.consumers.replay import replay
+
+    await world.publish(*(confirmed() for _ in range(20)))
+    route = world.config.route("other")
+    stop = asyncio.Event()
+
+    async def keep_publishing() -> int:
+        sent = 0
+        while not stop.is_set():
+            await world.publish(confirmed())
+            sent += 1
+            await asyncio.sleep(0.05)
+        return sent
+
+    async with (
+        sqlite_state(world.tmp) as state,
+        running(route, world.connection, world.broker, state),
+    ):
+        writer = asyncio.create_task(keep_publishing())
+        await asyncio.sleep(0.3)
+        result = await replay(world.connection, world.broker, route, start="first", dry_run=True)
+        await asyncio.sleep(0.5)
+        stop.set()
+        sent = await writer
+    assert result.end is not None and result.last == result.end
+    assert result.read == result.end + 1 >= 20
+    assert result.end < 20 + sent - 1, "events published after the start were left alone"
