@@ -171,10 +171,16 @@ async def read(
     ids: Collection[str] | None = None,
     limit: int | None = None,
 ) -> list[Stored]:
-    """Messages of ``queue`` (those with ``ids`` when given), leaving every one in place."""
+    """Messages of ``queue`` (those with ``ids`` when given), leaving every one in place.
+
+    A queue the broker does not have holds nothing.
+    """
     channel = await connection.channel()
     try:
-        source = await channel.get_queue(queue)
+        try:
+            source = await channel.get_queue(queue)
+        except ChannelClosed:
+            return []
         found: list[Stored] = []
         while limit is None or len(found) < limit:
             message = await source.get(no_ack=False, fail=False)

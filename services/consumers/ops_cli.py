@@ -367,16 +367,20 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     from shared.settings import BrokerSettings
 
     async def body(connection: AbstractRobustConnection) -> int:
-        await _dlq_queue(args, connection)
-        total = await dlq.count(connection, args.route)
+        queue = await _dlq_queue(args, connection)
+        total = await dlq.queue_count(connection, queue) or 0
         with Board(enabled=False if args.json else None) as board:
             bar = board.bar(f"replaying {args.route}", total=total)
-            replayed = await dlq.replay(
-                connection,
-                BrokerSettings(),
-                args.route,
-                ids=None if args.all else set(args.ids),
-                progress=lambda _letter, _chosen: bar.advance(),
+            replayed = (
+                await dlq.replay(
+                    connection,
+                    BrokerSettings(),
+                    args.route,
+                    ids=None if args.all else set(args.ids),
+                    progress=lambda _letter, _chosen: bar.advance(),
+                )
+                if total
+                else 0  # nothing dead-lettered (perhaps no queue yet)
             )
         missing = max(len(set(args.ids or ())) - replayed, 0)
         if args.json:

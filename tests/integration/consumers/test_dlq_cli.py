@@ -115,6 +115,11 @@ async def test_dlq_commands(setup: tuple[AbstractRobustConnection, dict[str, str
     ]
     empty = json.loads((await orderbridge("dlq", "list", "purchasing", "--json", env=env)).stdout)
     assert empty["total"] == 0, "a known route whose queues do not exist yet has none"
+    none = await orderbridge("dlq", "replay", "purchasing", "--all", "--json", env=env)
+    assert (none.code, json.loads(none.stdout)["replayed"]) == (0, 0), none.stderr
+    nothing = await orderbridge("dlq", "show", "purchasing", event_id, env=env)
+    assert nothing.code == exit_codes.USAGE, nothing.stderr
+    assert "no dead letter of purchasing" in nothing.stderr
 
     one = await orderbridge("dlq", "show", "erp", event_id, "--json", env=env)
     assert one.code == 0, one.stderr
