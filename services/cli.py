@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "services.poller.cli",
     "services.apicbase_fetcher.cli",
     "services.consumers.cli",
+    "services.consumers.ops_cli",
     "services.simulators.cli",
     "services.runner.cli",
     "services.check.cli",

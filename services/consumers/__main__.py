@@ -22,6 +22,7 @@ from shared.gc_tuning import tune_for_throughput
 from shared.logging import get_logger
 from shared.metrics import new_registry
 from shared.ops import start_ops_server
+from shared.progress import Board
 from shared.settings import BrokerSettings, StateSettings
 from shared.signals import stop_on_signals
 from shared.state import open_state_store
@@ -98,7 +99,10 @@ async def run(
             if drain:
                 drained = asyncio.create_task(_drain_all(runners))
                 waiter = asyncio.create_task(stop.wait())
-                await asyncio.wait({drained, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                with Board() as board:  # draws only on a terminal without JSON logs
+                    ticker = asyncio.create_task(_show_drain(board, runners))
+                    await asyncio.wait({drained, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    ticker.cancel()
                 drained.cancel()
                 waiter.cancel()
                 log.info(
@@ -125,3 +129,14 @@ async def run(
 
 async def _drain_all(runners: Sequence[RouteRunner]) -> None:
     await asyncio.gather(*(runner.drain() for runner in runners))
+
+
+async def _show_drain(board: Board, runners: Sequence[RouteRunner]) -> None:
+    """One bar per route: messages settled so far (the total is unknown while draining)."""
+    if not board.enabled:
+        return
+    bars = {runner.route.name: board.bar(f"draining {runner.route.name}") for runner in runners}
+    while True:
+        for runner in runners:
+            bars[runner.route.name].update(completed=runner.handled, note="settled")
+        await asyncio.sleep(0.2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 
@@ -34,6 +33,7 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from services.poller.__main__ import run
+    from shared.progress import wanted
 
-    progress = args.once and not args.no_progress and sys.stderr.isatty()
+    progress = args.once and not args.no_progress and wanted()
     return run(once=args.once, streams=args.stream, progress=progress)
