@@ -34,7 +34,7 @@ SUFFIXES = {
 
 def registered() -> set[str]:
     """Every sample name the services' metric classes can expose."""
-    registry: CollectorRegistry = new_registry()
+    registry: CollectorRegistry = new_registry("ingress")
     PublisherMetrics(registry)
     PullMetrics(registry)
     IngressMetrics(registry)
@@ -86,7 +86,7 @@ def test_the_committed_dashboard_is_generated_from_the_code() -> None:
 
 def test_the_readme_lists_every_metric_family() -> None:
     readme = (REPO / "README.md").read_text()
-    registry = new_registry()
+    registry = new_registry("ingress")
     PublisherMetrics(registry)
     PullMetrics(registry)
     IngressMetrics(registry)
