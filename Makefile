@@ -25,11 +25,13 @@ typecheck:
 
 generate:
 	$(PYTHON) -m shared.schema.export
+	$(PYTHON) -m shared.schema.asyncapi
 	$(PYTHON) -m shared.broker.definitions
 	$(PYTHON) -m shared.dashboard
 
 check-generated:
 	$(PYTHON) -m shared.schema.export --check
+	$(PYTHON) -m shared.schema.asyncapi --check
 	$(PYTHON) -m shared.broker.definitions --check
 	$(PYTHON) -m shared.dashboard --check
 
