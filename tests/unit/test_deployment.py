@@ -27,8 +27,8 @@ PROMETHEUS = REPO / "deploy/prometheus/prometheus.yml"
 COMPOSE = REPO / "docker-compose.yml"
 METRIC = re.compile(r"\b(orderbridge_[a-z0-9_]+)")
 SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
 }
 
 
