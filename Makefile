@@ -47,11 +47,13 @@ typecheck: install
 
 generate: install
 	$(PYTHON) -m shared.schema.export
+	$(PYTHON) -m shared.schema.asyncapi
 	$(PYTHON) -m shared.broker.definitions
 	$(PYTHON) -m shared.dashboard
 
 check-generated: install
 	$(PYTHON) -m shared.schema.export --check
+	$(PYTHON) -m shared.schema.asyncapi --check
 	$(PYTHON) -m shared.broker.definitions --check
 	$(PYTHON) -m shared.dashboard --check
 

@@ -37,6 +37,13 @@ def _schema(_: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(_: argparse.Namespace) -> int:
+    from shared.schema.asyncapi import render
+
+    sys.stdout.write(render().decode())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orderbridge",
@@ -48,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).register(commands)
     schema = commands.add_parser("schema", help="print the canonical event JSON Schema")
     schema.set_defaults(func=_schema)
+    asyncapi = commands.add_parser(
+        "asyncapi", help="print the AsyncAPI document of orderbridge.events (YAML)"
+    )
+    asyncapi.set_defaults(func=_asyncapi)
     return parser
 
 

@@ -3,6 +3,11 @@
 Written as data here (not hand-edited JSON) so that panels stay consistent and
 a test can check every ``orderbridge_*`` name in it against the metrics the code
 registers. Output: ``deploy/grafana/dashboards/orderbridge.json``.
+
+Every panel reads the ``datasource`` template variable (any Prometheus the
+Grafana knows, the provisioned one by default); the first row is stat panels
+an operator reads at a glance: events in and out per minute, dead letters,
+cursor lag, which scrape jobs answer.
 """
 
 from __future__ import annotations
@@ -14,10 +19,74 @@ from typing import Any
 import orjson
 
 DASHBOARD_PATH = Path(__file__).resolve().parents[1] / "deploy/grafana/dashboards/orderbridge.json"
-DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = {"type": "prometheus", "uid": f"${{{DATASOURCE_VARIABLE}}}"}
 
 # (title, unit, [(legend, PromQL)], width); rows of 24 columns, panels 8 high.
 Panel = tuple[str, str, list[tuple[str, str]], int]
+# (title, unit, [(legend, PromQL)], width, thresholds as [(from value, colour)]); 4 high.
+Stat = tuple[str, str, list[tuple[str, str]], int, list[tuple[float | None, str]]]
+
+# RabbitMQ queue names by kind (services/consumers/topology.py, shared/broker/topology.py),
+# as regular expressions for rabbitmq_prometheus's per-object ``queue`` label.
+QUEUE_KINDS: dict[str, str] = {
+    "shard": r"orderbridge\.route\..+\.shard-[0-9]+",
+    "retry": r"orderbridge\.route\..+\.retry-.+",
+    "dead-letter": r"orderbridge\.route\..+\.dead-letter",
+    "invalid": r"orderbridge\.invalid",
+    "archive": r"orderbridge\.archive",
+}
+
+
+def _queues(kind: str) -> str:
+    """A PromQL label matcher for one queue kind (backslashes doubled inside the string)."""
+    escaped = QUEUE_KINDS[kind].replace("\\", "\\\\")
+    return f'queue=~"{escaped}"'
+
+
+GREEN, ORANGE, RED = "green", "orange", "red"
+STATS: list[Stat] = [
+    (
+        "Events in / min (published)",
+        "short",
+        [("in", "sum(rate(orderbridge_events_published_total[$__rate_interval])) * 60")],
+        5,
+        [(None, GREEN)],
+    ),
+    (
+        "Events out / min (applied to ERPs)",
+        "short",
+        [
+            (
+                "out",
+                'sum(rate(orderbridge_consumer_events_total{outcome="applied"}[$__rate_interval])) * 60',
+            )
+        ],
+        5,
+        [(None, GREEN)],
+    ),
+    (
+        "Dead letters waiting",
+        "short",
+        [("dead letters", "sum(max by (route) (orderbridge_consumer_dead_letter_messages))")],
+        4,
+        [(None, GREEN), (1, RED)],
+    ),
+    (
+        "Cursor lag (oldest stream)",
+        "s",
+        [("lag", "max(orderbridge_poll_cursor_lag_seconds)")],
+        4,
+        [(None, GREEN), (900, ORANGE)],
+    ),
+    (
+        "Services up (targets answering, by job)",
+        "short",
+        [("{{job}}", "sum by (job) (up)")],
+        6,
+        [(None, RED), (1, GREEN)],
+    ),
+]
 
 ROWS: list[tuple[str, list[Panel]]] = [
     (
@@ -180,24 +249,76 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 [("{{route}}", "sum by (route) (orderbridge_consumer_in_flight)")],
                 8,
             ),
+        ],
+    ),
+    (
+        "Queues (RabbitMQ)",
+        [
             (
-                "Queue depths (RabbitMQ)",
+                "Messages by queue kind",
+                "short",
+                [
+                    (kind, f"sum(rabbitmq_queue_messages{{{_queues(kind)}}})")
+                    for kind in QUEUE_KINDS
+                ],
+                12,
+            ),
+            (
+                "Shard queues: ready and unacked by queue",
                 "short",
                 [
                     (
                         "ready {{queue}}",
-                        'sum by (queue) (rabbitmq_queue_messages_ready{queue=~"orderbridge\\\\..*"})',
+                        f"sum by (queue) (rabbitmq_queue_messages_ready{{{_queues('shard')}}})",
                     ),
                     (
                         "unacked {{queue}}",
-                        'sum by (queue) (rabbitmq_queue_messages_unacked{queue=~"orderbridge\\\\..*"})',
+                        f"sum by (queue) (rabbitmq_queue_messages_unacked{{{_queues('shard')}}})",
                     ),
+                ],
+                12,
+            ),
+            (
+                "Retry queues by queue",
+                "short",
+                [("{{queue}}", f"sum by (queue) (rabbitmq_queue_messages{{{_queues('retry')}}})")],
+                8,
+            ),
+            (
+                "Dead-letter queues by queue",
+                "short",
+                [
+                    (
+                        "{{queue}}",
+                        f"sum by (queue) (rabbitmq_queue_messages{{{_queues('dead-letter')}}})",
+                    )
+                ],
+                8,
+            ),
+            (
+                "Refused documents (orderbridge.invalid) and the archive stream",
+                "short",
+                [
+                    ("invalid", f"sum(rabbitmq_queue_messages{{{_queues('invalid')}}})"),
+                    ("archive", f"sum(rabbitmq_queue_messages{{{_queues('archive')}}})"),
                 ],
                 8,
             ),
         ],
     ),
 ]
+
+
+def _targets(queries: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "refId": chr(ord("A") + i),
+            "datasource": DATASOURCE,
+            "expr": expr,
+            "legendFormat": legend,
+        }
+        for i, (legend, expr) in enumerate(queries)
+    ]
 
 
 def _panel(panel_id: int, panel: Panel, x: int, y: int) -> dict[str, Any]:
@@ -210,22 +331,69 @@ def _panel(panel_id: int, panel: Panel, x: int, y: int) -> dict[str, Any]:
         "gridPos": {"h": 8, "w": width, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
-        "targets": [
+        "targets": _targets(queries),
+    }
+
+
+def _stat(panel_id: int, stat: Stat, x: int) -> dict[str, Any]:
+    title, unit, queries, width, thresholds = stat
+    return {
+        "id": panel_id,
+        "type": "stat",
+        "title": title,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": 4, "w": width, "x": x, "y": 0},
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                **({"decimals": 0} if unit == "short" else {}),
+                "color": {"mode": "thresholds"},
+                "thresholds": {
+                    "mode": "absolute",
+                    "steps": [{"value": value, "color": colour} for value, colour in thresholds],
+                },
+            },
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "background",
+            "graphMode": "area",
+            "textMode": "value_and_name" if len(queries) > 1 or "{{" in queries[0][0] else "value",
+            "orientation": "auto",
+            "justifyMode": "auto",
+        },
+        "targets": _targets(queries),
+    }
+
+
+def _templating() -> dict[str, Any]:
+    return {
+        "list": [
             {
-                "refId": chr(ord("A") + i),
-                "datasource": DATASOURCE,
-                "expr": expr,
-                "legendFormat": legend,
+                "name": DATASOURCE_VARIABLE,
+                "label": "Prometheus",
+                "type": "datasource",
+                "query": "prometheus",
+                "current": {"text": "Prometheus", "value": "prometheus"},
+                "hide": 0,
+                "refresh": 1,
+                "regex": "",
+                "options": [],
             }
-            for i, (legend, expr) in enumerate(queries)
-        ],
+        ]
     }
 
 
 def dashboard() -> dict[str, Any]:
     panels: list[dict[str, Any]] = []
-    y = 0
     next_id = 1
+    x = 0
+    for stat in STATS:
+        panels.append(_stat(next_id, stat, x))
+        next_id += 1
+        x += stat[3]
+    y = 4
     for row_title, row_panels in ROWS:
         panels.append(
             {
@@ -256,13 +424,17 @@ def dashboard() -> dict[str, Any]:
         "version": 1,
         "refresh": "10s",
         "time": {"from": "now-1h", "to": "now"},
+        "templating": _templating(),
         "panels": panels,
     }
 
 
 def expressions() -> list[str]:
     """Every PromQL expression of the dashboard (for the metric-name cross-check)."""
-    return [expr for _, panels in ROWS for _, _, queries, _ in panels for _, expr in queries]
+    stats = [expr for _, _, queries, _, _ in STATS for _, expr in queries]
+    return stats + [
+        expr for _, panels in ROWS for _, _, queries, _ in panels for _, expr in queries
+    ]
 
 
 def render() -> bytes:

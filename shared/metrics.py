@@ -5,15 +5,41 @@ Every metric family orderbridge exposes is created by a class in this module
 ``CollectorRegistry`` passed in, never the global one: tests build many apps in
 one process, and the dashboard/alert cross-check imports these to list names.
 Labels are bounded sets (source, kind, channel, outcome, route, stream), never ids.
+
+``new_registry(service)`` is where every service's registry starts, wherever its
+``/metrics`` is served: it carries the process and Python (platform, GC)
+collectors and ``orderbridge_build_info``, and no ``_created`` series (one per
+counter and histogram child, doubling the series count for a value nobody
+graphs; ``rate()`` does not need it).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shared.schema.models import SCHEMA_VERSION
+
+DISTRIBUTION: Final = "orderbridge"
+RUNTIME_COLLECTORS: Final[tuple[Collector, ...]] = (
+    PROCESS_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    GC_COLLECTOR,
+)
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -33,8 +59,52 @@ LATENCY_BUCKETS = (
 )
 
 
-def new_registry() -> CollectorRegistry:
-    return CollectorRegistry(auto_describe=True)
+def new_registry(service: str | None = None) -> CollectorRegistry:
+    """A service's registry: runtime collectors and build info, no ``_created`` series.
+
+    ``service`` (``ingress``, ``poller``, ``apicbase-fetcher``, ``consumer``) labels
+    ``orderbridge_build_info``, so an alert can tell which service stopped
+    reporting whatever the scrape jobs are called; ``None`` (tests, benches)
+    leaves build info out.
+    """
+    # prometheus_client decides at exposition time, process-wide; every registry in
+    # an orderbridge process is one of these, so switching it off here covers /metrics
+    # wherever it is served.
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+    registry = CollectorRegistry(auto_describe=True)
+    # The default collectors are stateless readers of /proc, platform and gc; the
+    # same instances serve the global registry and ours.
+    for collector in RUNTIME_COLLECTORS:
+        registry.register(collector)
+    if service is not None:
+        BuildInfo(registry, service=service)
+    return registry
+
+
+def package_version() -> str:
+    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class BuildInfo:
+    """``orderbridge_build_info{service, version, schema_version} 1``.
+
+    ``version`` comes from the package metadata, ``schema_version`` is the
+    canonical event version this build writes (see "Schema evolution"), so a
+    mixed fleet during an upgrade or a schema migration shows in one query.
+    """
+
+    def __init__(self, registry: CollectorRegistry, *, service: str) -> None:
+        self.info = Gauge(
+            "orderbridge_build_info",
+            "Always 1; the labels say which build of which service runs.",
+            ["service", "version", "schema_version"],
+            registry=registry,
+        )
+        self.info.labels(service, package_version(), str(SCHEMA_VERSION)).set(1)
 
 
 class PublisherMetrics:

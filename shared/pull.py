@@ -77,7 +77,7 @@ async def pull_runtime(
     service: str, *, source: str, broker: BrokerSettings, state: StateSettings
 ) -> AsyncIterator[PullRuntime]:
     """State store, broker connection, topology, confirmed publisher and quarantine."""
-    registry = new_registry()
+    registry = new_registry(service)
     store = await open_state_store(
         state.state_url.get_secret_value(), wait_seconds=state.startup_wait_seconds
     )

@@ -51,7 +51,7 @@ async def run(
     broker = broker or BrokerSettings()
     state_settings = state_settings or StateSettings()
     routes = [config.route(name) for name in route_names] if route_names else list(config.routes)
-    registry = new_registry()
+    registry = new_registry("consumer")
     metrics = ConsumerMetrics(registry)
     state = await open_state_store(
         state_settings.state_url.get_secret_value(),

@@ -88,7 +88,7 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
             "INSECURE: webhook sources without credentials accept unauthenticated calls; "
             "development only"
         )
-    registry = new_registry()
+    registry = new_registry("ingress")
     fetcher = build_fetcher(TradecloudSettings(), settings.ingress_fetch_timeout_seconds)
     connection = await connect(broker, name="ingress", wait_seconds=broker.startup_wait_seconds)
     try:
