@@ -70,10 +70,15 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def report(command: str, exc: BaseException, *, stream: TextIO | None = None) -> int:
-    """Write ``exc`` as one line for ``orderbridge <command>``; return its exit code."""
+def report(
+    command: str, exc: BaseException, *, stream: TextIO | None = None, code: int | None = None
+) -> int:
+    """Write ``exc`` as one line for ``orderbridge <command>``; return its exit code.
+
+    ``code`` overrides the code the exception's class gives (a command's own refusals).
+    """
     out = sys.stderr if stream is None else stream
-    code = exit_code(exc)
+    code = exit_code(exc) if code is None else code
     message = one_line(exc)
     if human_output():
         out.write(f"orderbridge {command}: {message}\n")

@@ -12,6 +12,7 @@ with ``structlog.contextvars.bind_contextvars(request_id=...)``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
@@ -38,10 +39,16 @@ def resolve_format(log_format: LogFormat, stream: TextIO | None = None) -> bool:
 def human_output() -> bool:
     """Is output for a person (a terminal), rather than for a log pipeline?
 
-    The choice ``configure_logging`` made; before logging is configured, whether
-    stderr is a terminal.
+    The choice ``configure_logging`` made; before logging is configured (an error
+    in the settings themselves), ``ORDERBRIDGE_LOG_FORMAT`` when it reads as
+    ``json`` or ``console``, else whether stderr is a terminal.
     """
-    return resolve_format("auto") if _human is None else _human
+    if _human is not None:
+        return _human
+    chosen = os.environ.get("ORDERBRIDGE_LOG_FORMAT", "").strip().lower()
+    if chosen == "json":
+        return False
+    return chosen == "console" or resolve_format("auto")
 
 
 def _dumps(value: Any, **_: Any) -> str:

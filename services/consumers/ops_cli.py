@@ -147,6 +147,7 @@ def _run(
     """Logging, one broker connection, and every refusal as one line with its exit code."""
     from shared.broker.connection import connect
     from shared.errors import BrokerUnavailable, ConfigurationError
+    from shared.fatal import report
     from shared.logging import configure_logging
     from shared.settings import BrokerSettings, LogSettings
 
@@ -162,14 +163,9 @@ def _run(
     try:
         return asyncio.run(main())
     except Refused as refused:
-        sys.stderr.write(f"orderbridge {command}: {refused}\n")
-        return refused.code
-    except ConfigurationError as exc:
-        sys.stderr.write(f"orderbridge {command}: {exc}\n")
-        return exit_codes.CONFIG
-    except BrokerUnavailable as exc:
-        sys.stderr.write(f"orderbridge {command}: {exc}\n")
-        return exit_codes.UNAVAILABLE
+        return report(command, refused, code=refused.code)
+    except (ConfigurationError, BrokerUnavailable) as exc:
+        return report(command, exc)
 
 
 def _routes(args: argparse.Namespace) -> ConsumerConfig | None:
@@ -211,6 +207,7 @@ def _replay(args: argparse.Namespace) -> int:
     from services.consumers.replay import RouteNotDeclared, replay
     from services.consumers.selection import check_pattern, check_window, parse_position
     from shared.errors import ConfigurationError
+    from shared.fatal import report
     from shared.progress import Board
     from shared.settings import BrokerSettings
 
@@ -281,11 +278,9 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         prepared = prepare()
     except Refused as refused:
-        sys.stderr.write(f"orderbridge replay: {refused}\n")
-        return refused.code
+        return report("replay", refused, code=refused.code)
     except ConfigurationError as exc:  # the routes file
-        sys.stderr.write(f"orderbridge replay: {exc}\n")
-        return exit_codes.CONFIG
+        return report("replay", exc)
     return _run("replay", args, body)
 
 

@@ -64,4 +64,5 @@ def test_the_image_and_the_makefile_install_with_the_constraints() -> None:
     pip_installs = [line for line in makefile.splitlines() if "$(PIP) install" in line]
     assert pip_installs
     for line in pip_installs:
-        assert "-c constraints.txt" in line, line
+        assert "$(CONSTRAINTS)" in line, line
+    assert "CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt)" in makefile

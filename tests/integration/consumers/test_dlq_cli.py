@@ -90,7 +90,7 @@ async def setup(
         env = cli_env(
             ORDERBRIDGE_AMQP_URL=url,
             ORDERBRIDGE_CONSUMER_CONFIG=str(routes),
-            ORDERBRIDGE_LOG_FORMAT="json",
+            ORDERBRIDGE_LOG_FORMAT="console",  # errors as the one text line a person reads
         )
         try:
             yield connection, env, event.event_id

@@ -112,7 +112,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         env = cli_env(
             ORDERBRIDGE_AMQP_URL=url,
             ORDERBRIDGE_CONSUMER_CONFIG=str(routes),
-            ORDERBRIDGE_LOG_FORMAT="json",
+            ORDERBRIDGE_LOG_FORMAT="console",  # errors as the one text line a person reads
         )
         try:
             yield World(url, broker, connection, load_config(routes), env, tmp_path)
