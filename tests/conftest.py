@@ -17,6 +17,18 @@ from shared.local_rabbit import LocalRabbit, installed
 from shared.settings import BrokerSettings
 from tests.support.rabbit import private_vhost
 
+_TIERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries its folder's tier marker, so ``pytest -m unit`` picks a tier."""
+    for item in items:
+        parts = item.path.parts
+        tier = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        marker = _TIERS.get(tier)
+        if marker is not None and item.get_closest_marker(tier) is None:
+            item.add_marker(marker)
+
 
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
