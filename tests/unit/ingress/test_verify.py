@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.ingress import verify
 from services.ingress.verify import (
     ApicbaseSignature,
     AuthenticationRequired,
@@ -185,3 +186,39 @@ def test_the_vectors_published_with_the_samples() -> None:
     assert checker.check(compact, digests[0]) == "raw"
     assert checker.check(pretty, digests[1]) == "raw"
     assert checker.check(pretty, digests[0]) == "reserialized"
+
+
+def _pretty_order(size: int) -> bytes:
+    """A pretty-printed JSON object of at least ``size`` bytes (its signed form is compact)."""
+    return json.dumps({"id": "po-1", "padding": "x" * size}, indent=2).encode()
+
+
+def test_the_reserialized_form_is_tried_for_order_sized_bodies() -> None:
+    body = _pretty_order(verify.RESERIALIZED_MAX_BYTES - 200)
+    assert len(body) <= verify.RESERIALIZED_MAX_BYTES
+    signature = sign(KEY, json.dumps(json.loads(body)).encode())
+    assert ApicbaseSignature.of([KEY]).check(body, signature) == "reserialized"
+
+
+def test_large_or_non_object_bodies_never_pay_for_the_reserialized_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bogus signature on a big body costs one HMAC per secret, no parse (no amplification)."""
+    calls: list[int] = []
+    original = verify.reserialized
+
+    def counted(body: bytes) -> bytes | None:
+        calls.append(len(body))
+        return original(body)
+
+    monkeypatch.setattr(verify, "reserialized", counted)
+    checker = ApicbaseSignature.of([KEY])
+    big = _pretty_order(verify.RESERIALIZED_MAX_BYTES + 1)
+    for body in (big, b'[\n  "not",\n  "an order"\n]', b"15 MiB of anything" * 10):
+        signature = (
+            sign(KEY, json.dumps(json.loads(body)).encode()) if body[:1] in b"{[" else "0" * 64
+        )
+        with pytest.raises(SignatureMismatch):
+            checker.check(body, signature)
+    assert calls == []
+    assert checker.check(big, sign(KEY, big)) == "raw"  # the raw form has no bound
