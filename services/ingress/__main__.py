@@ -109,6 +109,7 @@ async def serve(settings: IngressSettings, broker: BrokerSettings) -> int:
             quarantine=BrokerQuarantine(dead_letters, source="tradecloud"),
             fetch_timeout_seconds=settings.ingress_fetch_timeout_seconds,
             max_body_bytes=settings.ingress_max_body_bytes,
+            body_timeout_seconds=settings.ingress_body_timeout_seconds,
             role=settings.tradecloud_role,
             echo_policy=settings.echo_policy or "off",
             ready=publisher.not_ready_reason,

@@ -89,6 +89,7 @@ OUTCOMES: Final = frozenset(
         "bad_request",
         "malformed_json",
         "client_disconnected",
+        "body_timeout",
         "missing_parameter",
         "unauthorized",
         "bad_signature",
@@ -128,6 +129,16 @@ def invalid_payload(exc: InvalidPayload) -> Problem:
 
 def missing_parameter(name: str) -> Problem:
     return Problem(400, "missing_parameter", f"the {name} query parameter is required", name)
+
+
+def body_timeout(seconds: float) -> Problem:
+    """The body did not arrive within the read timeout: a client outcome (408), closed."""
+    return Problem(
+        408,
+        "body_timeout",
+        f"the body did not arrive within {seconds:g} s (ORDERBRIDGE_INGRESS_BODY_TIMEOUT_SECONDS)",
+        "body",
+    )
 
 
 def too_large(limit: int) -> Problem:

@@ -91,6 +91,9 @@ class IngressDeps:
     fetch_timeout_seconds: float = DEFAULT_FETCH_TIMEOUT_SECONDS
     """Budget of one GET webhook's fetch from the Tradecloud API; past it, 503."""
     max_body_bytes: int = 16 * 1024 * 1024
+    body_timeout_seconds: float = 30.0
+    """A body that has not arrived completely this long after the headers gets 408 and the
+    connection closes: a client trickling its body cannot hold a connection open forever."""
     role: Role | None = None
     echo_policy: EchoPolicy = "off"
     ready: ReadyCheck = _always_ready
@@ -187,6 +190,7 @@ class _Handlers:
         self._flights = state.flights
         self._metrics = metrics
         self._max = deps.max_body_bytes
+        self._body_timeout = deps.body_timeout_seconds
         self._clock = deps.clock
         self._debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
         self.endpoints: dict[Callable[..., Awaitable[web.StreamResponse]], str] = {}
@@ -266,7 +270,10 @@ class _Handlers:
         if declared is not None and declared > self._max:
             raise Reject(answers.too_large(self._max))
         try:
-            return await request.read()
+            async with asyncio.timeout(self._body_timeout):
+                return await request.read()
+        except TimeoutError:
+            raise Reject(answers.body_timeout(self._body_timeout)) from None
         except web.HTTPRequestEntityTooLarge:
             raise Reject(answers.too_large(self._max)) from None
         except ConnectionResetError:  # aiohttp: "Connection lost" before the declared length
@@ -473,6 +480,8 @@ def _middleware(
         except Exception as exc:  # every failure becomes one JSON answer
             problem = _problem(exc, request, endpoint, request_id)
             response = _problem_response(problem, request_id)
+            if problem.status == 408:  # the rest of that body must not be read as a request
+                response.force_close()
             outcome = problem.error
         finally:
             state.in_flight -= 1

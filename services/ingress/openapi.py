@@ -19,6 +19,8 @@ _ERROR_CODES: Final = {
     "404": "The Tradecloud API has no such document (`document_not_found`: it answered 404 "
     "to `GET /v2/order/{id}` or `GET /v2/shipment/{id}`). Sent only once the miss is "
     "recorded in the `orderbridge.invalid` queue; the sender should not retry.",
+    "408": "The body did not arrive within `ORDERBRIDGE_INGRESS_BODY_TIMEOUT_SECONDS` after "
+    "the headers (`body_timeout`); the connection is closed.",
     "413": "The body exceeds the configured limit (`payload_too_large`).",
     "415": "Not `application/json` (`unsupported_media_type`).",
     "422": "Valid JSON that is not a document we can accept (`invalid_payload`); "
@@ -88,7 +90,7 @@ def _get(summary: str, name: str, where: str) -> dict[str, Any]:
 
 _TRADECLOUD: Final[list[dict[str, list[str]]]] = [{"tradecloudBasic": []}, {"tradecloudBearer": []}]
 _APICBASE: Final[list[dict[str, list[str]]]] = [{"apicbaseSignature": []}]
-_POST_ERRORS: Final = ("400", "401", "413", "415", "422", "503")
+_POST_ERRORS: Final = ("400", "401", "408", "413", "415", "422", "503")
 
 _OPS: Final = {
     "/healthz": ("The process is alive.", JSON),
@@ -115,7 +117,7 @@ def document(*, max_body_bytes: int) -> dict[str, Any]:
         "Apicbase purchase order, signed with X-APIC-WEBHOOK-SIGNATURE (api-facts §5.6). "
         "A 4xx refuses the order: Apicbase shows the message to the customer.",
         "ApicbasePurchaseOrder",
-        ("400", "401", "403", "413", "415", "422", "503"),
+        ("400", "401", "403", "408", "413", "415", "422", "503"),
         _APICBASE,
     )
     apicbase_post["parameters"] = [

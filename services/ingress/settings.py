@@ -40,6 +40,7 @@ class IngressSettings(OrderbridgeSettings):
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9104, ge=0, le=65535, description="0 disables.")
     ingress_max_body_bytes: int = Field(default=16 * MiB, ge=1024)
+    ingress_body_timeout_seconds: float = Field(default=30.0, gt=0)
     ingress_insecure_no_auth: bool = False
     ingress_fetch_timeout_seconds: float = Field(
         default=DEFAULT_FETCH_TIMEOUT_SECONDS,

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pamqp.encode
@@ -185,4 +187,29 @@ async def test_a_client_that_aborts_mid_body_is_a_client_outcome() -> None:
             assert asyncio.get_running_loop().time() < deadline, "never counted"
             await asyncio.sleep(0.02)
         assert counted("internal_error") == 0
+    assert publisher.events == []
+
+
+async def test_a_body_that_trickles_past_the_timeout_gets_408_and_the_connection_closes() -> None:
+    """A slow client cannot hold a connection (and a request slot) open forever."""
+    publisher = WirePublisher()
+    deps = replace(test_deps(publisher), body_timeout_seconds=0.3)
+    async with serve(deps) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST "
+            + ORDER_PATH.encode()
+            + b" HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: {BEARER['Authorization']}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"orderEvent":'
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+        body = await asyncio.wait_for(reader.readexactly(length), 10)
+        writer.close()
+    assert head.split()[1] == b"408", head
+    assert re.search(rb"(?i)\r\nconnection: *close\r\n", head), head  # no keep-alive after it
+    assert b'"body_timeout"' in body
     assert publisher.events == []
