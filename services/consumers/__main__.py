@@ -16,7 +16,7 @@ from services.consumers.runner import RouteRunner
 from services.consumers.settings import ConsumerSettings
 from services.consumers.topology import missing_plugin_warning
 from shared.broker.capabilities import CONSISTENT_HASH_PLUGIN, consistent_hash_available
-from shared.broker.connection import connect, declare_topology
+from shared.broker.connection import connect, declare_topology, link_down_reason
 from shared.errors import ConfigurationError
 from shared.gc_tuning import tune_for_throughput
 from shared.logging import get_logger
@@ -84,8 +84,16 @@ async def run(
             )
 
         def ready() -> str | None:
-            if connection.is_closed:
-                return "broker connection closed"
+            """Connected, every route declared and every shard consuming, state reachable."""
+            reason = link_down_reason(connection)
+            if reason is not None:
+                return reason
+            if not runners:
+                return "no route configured"
+            for runner in runners:
+                reason = runner.not_ready_reason()
+                if reason is not None:
+                    return reason
             return state.not_ready_reason()
 
         if settings.metrics_port:

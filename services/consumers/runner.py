@@ -133,6 +133,7 @@ class RouteRunner:
         self._workers: list[asyncio.Task[None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
+        self._started = False
 
     @property
     def handled(self) -> int:
@@ -175,6 +176,7 @@ class RouteRunner:
             await self._subscribe(shard)
             self._workers.append(asyncio.create_task(self._work(shard)))
         self._watchdog = asyncio.create_task(self._watch())
+        self._started = True
         log.info(
             "route consuming",
             route=self.route.name,
@@ -183,6 +185,17 @@ class RouteRunner:
             adapter=self.route.adapter.type,
             bindings=list(self.route.bindings),
         )
+
+    def not_ready_reason(self) -> str | None:
+        """None once every shard is subscribed on an open channel; else why not (``/readyz``)."""
+        if self._stopping:
+            return f"route {self.route.name}: stopping"
+        if not self._started:
+            return f"route {self.route.name}: declaring its queues and subscribing"
+        for shard in self._shards:
+            if shard.channel is None or shard.channel.is_closed or shard.tag is None:
+                return f"route {self.route.name}: {shard.name} is not consuming"
+        return None
 
     async def _subscribe(self, shard: _Shard) -> None:
         assert shard.channel is not None

@@ -104,6 +104,20 @@ def _quiet_connect_errors() -> Iterator[None]:
         logger.removeFilter(dropped)
 
 
+def link_down_reason(connection: AbstractRobustConnection) -> str | None:
+    """Why ``connection`` cannot carry traffic right now, or None when it can.
+
+    A robust connection is not ``is_closed`` while it reconnects after losing the
+    broker; its transport is gone then, which is what readiness must reflect.
+    """
+    if connection.is_closed:
+        return "broker connection closed"
+    transport = getattr(connection, "transport", None)
+    if transport is None or transport.connection.is_closed:
+        return "broker connection lost; reconnecting"
+    return None
+
+
 async def declare(channel: AbstractChannel, topology: Topology) -> None:
     """Declare exchanges, queues and bindings; safe to repeat with the same values."""
     try:

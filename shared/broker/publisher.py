@@ -71,6 +71,8 @@ class RabbitPublisher:
         self._waiting = 0
         self._in_flight = 0
         self._metrics = metrics
+        self._last_confirm = 0.0
+        self._last_timeout = 0.0
 
     @classmethod
     async def open(
@@ -97,10 +99,25 @@ class RabbitPublisher:
         return self._in_flight
 
     def not_ready_reason(self) -> str | None:
-        """None when publishing can work now, else why not (for /readyz)."""
+        """None when publishing can work now, else why not (for /readyz).
+
+        A black-holed broker keeps the TCP connection (and the channel) open
+        until heartbeats give up, so the channel alone says nothing: a confirm
+        deadline missed since the last confirm arrived makes the service unready
+        too. That memory fades after ``stall_memory`` seconds, so an instance
+        taken out of rotation gets traffic again and finds out anew.
+        """
         if self._channel.is_closed:
             return "broker channel closed"
+        if self._last_timeout > self._last_confirm:
+            ago = asyncio.get_running_loop().time() - self._last_timeout
+            if ago < self.stall_memory:
+                return f"the broker confirmed nothing within {self._timeout:g}s ({ago:.0f}s ago)"
         return None
+
+    @property
+    def stall_memory(self) -> float:
+        return max(30.0, 3 * self._timeout)
 
     async def close(self) -> None:
         if not self._channel.is_closed:
@@ -220,7 +237,9 @@ class RabbitPublisher:
             # connection to come back (aio-pika#636); no second timer inside.
             async with asyncio.timeout(remaining):
                 await self._exchange.publish(message, envelope.routing_key, mandatory=True)
+            self._last_confirm = asyncio.get_running_loop().time()
         except TimeoutError:
+            self._last_timeout = asyncio.get_running_loop().time()
             raise PublishTimeout(
                 f"no broker confirm within {self._timeout:g}s", retry_after=5
             ) from None

@@ -133,8 +133,13 @@ async def test_paused_broker_no_2xx_then_503_at_the_deadline(
         for status, error, elapsed in results:
             assert (status, error) == (503, "publish_timeout")
             assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 3, elapsed  # waited for the confirm
+        # The connection and channel look open (nothing was reset): readiness still knows.
+        async with session.get("/readyz") as response:
+            assert response.status == 503
+            assert "confirmed nothing" in (await response.json())["reason"]
         proxy.resume()
         accepted = await _accepted_again(session, within=10)
+        await _ready(session, within=10)  # a confirm arrived again
     # Messages written before the pause ended may reach the broker after all: at-least-once.
     # What matters: the accepted one is there.
     assert accepted["event_id"] in [m.message_id for m in await tap.until(accepted["event_id"])]
