@@ -4,7 +4,7 @@ Services often start beside their broker and database (``docker compose up``,
 a reboot), so an unreachable dependency is retried for
 ``ORDERBRIDGE_STARTUP_WAIT_SECONDS``. On a terminal the wait is one line that
 counts down and names what it waits for and why; in a log pipeline it is one
-warning. Then ``give_up`` builds the error the command ends with (one line,
+warning. Then the caller's ``unavailable`` error ends the command (one line,
 exit code 69, ``shared.fatal``). Refused credentials and invalid URLs are not
 waited for: the ``attempt`` raises those at once.
 """
@@ -52,9 +52,15 @@ async def wait_until_up(
     *,
     what: str,
     wait_seconds: float,
-    give_up: Callable[[RetryableError], BaseException],
+    variable: str,
+    unavailable: Callable[..., RetryableError],
 ) -> T:
-    """``attempt()``'s result, retrying its ``RetryableError`` for ``wait_seconds``."""
+    """``attempt()``'s result, retrying its ``RetryableError`` for ``wait_seconds``.
+
+    Then ``unavailable`` (the caller's error class) with the one line every
+    service prints: what could not be reached, for how long, why, and the
+    ``variable`` that points elsewhere.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     countdown = Countdown(what) if human_output() else None
@@ -66,7 +72,12 @@ async def wait_until_up(
             except RetryableError as exc:
                 reason = _reason(exc)
                 if loop.time() + delay > deadline:
-                    raise give_up(exc) from None
+                    within = f" within {wait_seconds:g}s" if wait_seconds > 0 else ""
+                    raise unavailable(
+                        f"cannot reach {what}{within} ({reason}): "
+                        f"start it, or point {variable} at a running one",
+                        retry_after=5,
+                    ) from None
                 if countdown is None:
                     if delay == 0.2:  # the first failure; the give-up line follows
                         log.warning(

@@ -59,16 +59,12 @@ async def connect(
                 f"cannot connect to {where}: {reason or type(exc).__name__}", retry_after=5
             ) from None
 
-    def give_up(exc: Exception) -> BrokerUnavailable:
-        within = f" within {wait_seconds:g}s" if wait_seconds > 0 else ""
-        return BrokerUnavailable(
-            f"cannot connect to RabbitMQ at {where}{within} ({_last(exc)}): "
-            f"start it, or point {AMQP_URL} at a running broker",
-            retry_after=5,
-        )
-
     return await wait_until_up(
-        attempt, what=f"RabbitMQ at {where}", wait_seconds=wait_seconds, give_up=give_up
+        attempt,
+        what=f"RabbitMQ at {where}",
+        wait_seconds=wait_seconds,
+        variable=AMQP_URL,
+        unavailable=BrokerUnavailable,
     )
 
 
@@ -79,11 +75,6 @@ def _first(exc: BaseException) -> str:
     """aiormq errors carry their text as the first argument (or an errno, then the text)."""
     args = [arg for arg in exc.args if isinstance(arg, str)]
     return args[0] if args else str(exc)
-
-
-def _last(exc: BaseException) -> str:
-    text = str(exc)
-    return text.rsplit(": ", 1)[-1] if ": " in text else text
 
 
 class _DropTransportErrors(logging.Filter):

@@ -54,22 +54,13 @@ async def open_state_store(url: str, *, wait_seconds: float = 0.0) -> StateStore
         except ConfigurationError as exc:  # the same class (AccessRefused stays NOPERM)
             raise type(exc)(f"{STATE_URL} {redact_url(url)}: {exc}") from None
 
-    def give_up(exc: Exception) -> StateUnavailable:
-        within = f" within {wait_seconds:g}s" if wait_seconds > 0 else ""
-        return StateUnavailable(
-            f"cannot open the state store at {where}{within} ({_cause(exc)}): "
-            f"start it, or point {STATE_URL} at a running database",
-            retry_after=5,
-        )
-
     return await wait_until_up(
-        attempt, what=f"the state store at {where}", wait_seconds=wait_seconds, give_up=give_up
+        attempt,
+        what=f"the state store at {where}",
+        wait_seconds=wait_seconds,
+        variable=STATE_URL,
+        unavailable=StateUnavailable,
     )
 
 
 STATE_URL = "ORDERBRIDGE_STATE_URL"
-
-
-def _cause(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text.rsplit(": ", 1)[-1] if ": " in text else text

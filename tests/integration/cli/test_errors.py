@@ -137,7 +137,7 @@ def test_an_unreachable_broker_gives_up_with_one_line(tmp_path: Path) -> None:
     )
     event = the_one_line(result, exit_codes.UNAVAILABLE)["event"]
     assert "ORDERBRIDGE_AMQP_URL" in event
-    assert "cannot connect to RabbitMQ" in event
+    assert "cannot reach RabbitMQ" in event
     assert "s3cret" not in result.stderr
 
 
@@ -184,7 +184,7 @@ def test_on_a_terminal_an_unreachable_broker_counts_down_then_says_why(tmp_path:
     # The countdown is rewritten in place ("\r"), then cleared; the error is the one line.
     final = [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
     last = final[-1].rsplit("\r\x1b[K", 1)[-1]
-    assert last.startswith("orderbridge ingress: cannot connect to RabbitMQ at amqp://guest:***@")
+    assert last.startswith("orderbridge ingress: cannot reach RabbitMQ at amqp://guest:***@")
     assert "ORDERBRIDGE_AMQP_URL" in last
     assert "{" not in last  # not JSON: a person reads it
 
@@ -241,7 +241,7 @@ def test_an_unreachable_state_store(tmp_path: Path) -> None:
     )
     event = the_one_line(result, exit_codes.UNAVAILABLE)["event"]
     assert "ORDERBRIDGE_STATE_URL" in event
-    assert "cannot open the state store" in event
+    assert "cannot reach the state store" in event
 
 
 def test_an_unwritable_sqlite_path(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ async def test_opening_waits_for_a_database_that_comes_up() -> None:
         port = proxy.port
         await proxy.cut()  # nothing listens: connection refused
         proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
-        with pytest.raises(StateUnavailable, match="cannot open"):
+        with pytest.raises(StateUnavailable, match="cannot reach"):
             await open_state_store(proxied)
         opening = asyncio.create_task(open_state_store(proxied, wait_seconds=20))
         await asyncio.sleep(0.5)
